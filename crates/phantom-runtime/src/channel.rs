@@ -1,0 +1,103 @@
+//! The sync socket between `phantom create` (parent) and the container's
+//! init (child): a SOCK_SEQPACKET pair, so each message arrives whole.
+//!
+//! child -> parent: `Ready` (init is blocked on exec.fifo), `Error(text)`.
+//! parent -> child: `Go` (uid/gid maps written; init may set up).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::error::{Error, Result, SysContext};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Go,
+    Ready,
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => b"G".to_vec(),
+            Msg::Ready => b"R".to_vec(),
+            Msg::Error(e) => {
+                let mut v = b"E".to_vec();
+                v.extend_from_slice(e.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Msg> {
+        match b.first()? {
+            b'G' => Some(Msg::Go),
+            b'R' => Some(Msg::Ready),
+            b'E' => Some(Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "socketpair for the init sync channel".into())?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let b = m.encode();
+        nix::sys::socket::send(self.fd.as_raw_fd(), &b, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
+            .ctx(|| "send on the init sync channel".into())?;
+        Ok(())
+    }
+
+    /// Next message; `None` when the other side closed without a word.
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    return Msg::decode(&buf[..n])
+                        .map(Some)
+                        .ok_or_else(|| Error::Init("garbled message on the init sync channel".into()))
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receive on the init sync channel", e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::Go).unwrap();
+        a.send(&Msg::Error("boom: x".into())).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::Go));
+        assert_eq!(b.recv().unwrap(), Some(Msg::Error("boom: x".into())));
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! `create`: resolve the bundle into a plan, clone the container's init
+//! into its new namespaces (a copy of this process: no re-exec), wait
+//! until it is set up and blocked on exec.fifo, and record its state.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::channel::{self, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::namespaces;
+use crate::process::init::InitPlan;
+use crate::rootfs::{self, RootfsPlan};
+use crate::state::{rfc3339_now, ContainerState, StateStore, Status, OCI_VERSION};
+use crate::sys::LinuxSys;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+/// Socket-activation fds handed to us (systemd's LISTEN_FDS protocol):
+/// passed on to the container as runc does.
+fn listen_fds() -> i32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_none_or(|p| p == std::process::id());
+    match std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()) {
+        Some(n) if n > 0 && ours => n,
+        _ => 0,
+    }
+}
+
+/// Features of config.json that phantom does not implement yet: refuse
+/// them by name rather than run a container without them.
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    let no = |field: &str, what: &str| {
+        Err(Error::Unsupported(format!(
+            "{field}: {what} is not implemented yet"
+        )))
+    };
+    if spec.hooks().is_some() {
+        let h = serde_json::to_value(spec.hooks()).unwrap_or_default();
+        if h.as_object().is_some_and(|o| o.values().any(|v| v.as_array().is_some_and(|a| !a.is_empty()))) {
+            return no("hooks", "running OCI hooks");
+        }
+    }
+    let linux = spec.linux().as_ref().expect("validated");
+    if linux.seccomp().is_some() {
+        return no("linux.seccomp", "loading a seccomp filter");
+    }
+    if let Some(r) = linux.resources() {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            // Device access rules need a cgroup manager; without one the
+            // container still gets no device nodes but those it is given.
+            o.remove("devices");
+            o.retain(|_, v| !v.is_null() && v != &serde_json::json!({}) && v != &serde_json::json!([]));
+            if let Some(k) = o.keys().next() {
+                return no(&format!("linux.resources.{k}"), "setting cgroup limits");
+            }
+        }
+    }
+    if linux.time_offsets().is_some() {
+        return no("linux.timeOffsets", "time namespace offsets");
+    }
+    if linux.personality().is_some() {
+        return no("linux.personality", "setting the execution domain");
+    }
+    if linux.intel_rdt().is_some() {
+        return no("linux.intelRdt", "Intel RDT");
+    }
+    let p = spec.process().as_ref().expect("validated");
+    if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+        return no("process.apparmorProfile", "AppArmor");
+    }
+    if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
+        return no("process.selinuxLabel", "SELinux");
+    }
+    if p.io_priority().is_some() {
+        return no("process.ioPriority", "setting the I/O priority");
+    }
+    if p.scheduler().is_some() {
+        return no("process.scheduler", "setting the scheduler");
+    }
+    Ok(())
+}
+
+/// The parts of the plan that need no fds: built before any state exists,
+/// so bad input leaves nothing behind.
+fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> Result<InitPlan> {
+    refuse_unsupported(spec)?;
+    let linux = spec.linux().as_ref().expect("validated");
+    let process = spec.process().clone().expect("validated");
+    let ns_list = linux.namespaces().clone().unwrap_or_default();
+    let mut ns = namespaces::plan(&ns_list)?;
+    if !ns.has(LinuxNamespaceType::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a mount namespace is required (phantom never mounts in the host's)",
+        ));
+    }
+    // The cgroup namespace is unshared by init once it sits in its cgroup.
+    let new_cgroupns = ns.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP);
+    ns.clone_flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    let new_userns = ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(Error::config(
+            "process.terminal",
+            "true, but no --console-socket was given to receive the terminal",
+        ));
+    }
+    if opts.preserve_fds < 0 {
+        return Err(Error::Unsupported(format!(
+            "--preserve-fds {} is negative",
+            opts.preserve_fds
+        )));
+    }
+    let caps = crate::process::caps::resolve(process.capabilities())?;
+    let listen = listen_fds();
+    let mut env = process.env().clone().unwrap_or_default();
+    if listen > 0 {
+        env.push(format!("LISTEN_FDS={listen}"));
+        env.push("LISTEN_PID=1".to_string());
+    }
+    let propagation = linux
+        .rootfs_propagation()
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(rootfs::rootfs_propagation)
+        .transpose()?;
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    Ok(InitPlan {
+        new_cgroupns,
+        new_userns,
+        rootfs: RootfsPlan {
+            rootfs: rootfs.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            mounts: spec.mounts().clone().unwrap_or_default(),
+            devices: linux.devices().clone().unwrap_or_default(),
+            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            propagation,
+            no_pivot: opts.no_pivot,
+            userns: new_userns,
+            new_cgroupns,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+        },
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        sysctl,
+        namespaces: ns,
+        process,
+        env,
+        caps,
+        console_socket: None,
+        extra_fds: listen + opts.preserve_fds,
+        state_dir: -1,
+    })
+}
+
+/// Create the container; returns its state (status `created`).
+pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState> {
+    crate::state::validate_id(&opts.id)?;
+    let bundle = crate::spec::bundle_dir(&opts.bundle)?;
+    let spec = crate::spec::load(&bundle)?;
+    let rootfs = crate::spec::validate(&spec, &bundle)?;
+    let plan = resolve(&spec, &bundle, &rootfs, opts)?;
+
+    let lock = store.reserve(&opts.id)?;
+    let mut child: Option<i32> = None;
+    let res = create_reserved(store, opts, &spec, &bundle, &rootfs, plan, &mut child);
+    if res.is_err() {
+        // Leave nothing behind: no process, no state directory.
+        if let Some(pid) = child {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        let _ = store.remove(&opts.id);
+    }
+    drop(lock);
+    res
+}
+
+fn create_reserved(
+    store: &StateStore,
+    opts: &CreateOptions,
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+    mut plan: InitPlan,
+    child: &mut Option<i32>,
+) -> Result<ContainerState> {
+    let dir = store.dir(&opts.id);
+    let fifo = store.fifo_path(&opts.id);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    // mkfifo applies the umask; the container user must be able to write.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::io("cannot chmod", &fifo, e))?;
+    let state_dir: OwnedFd = nix::fcntl::open(
+        &dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {}", dir.display()))?;
+    plan.state_dir = state_dir.as_raw_fd();
+
+    let mut state = ContainerState {
+        oci_version: OCI_VERSION.to_string(),
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: None,
+        bundle: bundle.to_path_buf(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        rootfs: rootfs.to_path_buf(),
+        created: rfc3339_now(),
+        owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+        init_start_time: None,
+        own_pid_ns: plan.namespaces.clone_flags.contains(CloneFlags::CLONE_NEWPID),
+    };
+    store.save(&state)?;
+
+    let console = match &opts.console_socket {
+        Some(p) => Some(crate::console::connect(p)?),
+        None => None,
+    };
+    plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
+
+    let (parent_end, child_end) = channel::pair()?;
+    let pid = spawn_init(&plan, parent_end, child_end, child)?;
+
+    state.pid = Some(pid.0);
+    state.init_start_time = crate::proc_info::start_time(pid.0);
+    store.save(&state)?;
+
+    let parent_end = pid.1;
+    if plan.new_userns {
+        write_id_maps(pid.0, spec)?;
+    }
+    parent_end.send(&Msg::Go)?;
+    match parent_end.recv()? {
+        Some(Msg::Ready) => {}
+        Some(Msg::Error(e)) => return Err(Error::Init(e)),
+        Some(other) => {
+            return Err(Error::Init(format!(
+                "container init sent {other:?} out of turn"
+            )))
+        }
+        None => {
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid.0), None);
+            *child = None;
+            return Err(Error::Init(format!(
+                "container init exited during setup ({status:?})"
+            )));
+        }
+    }
+    state.status = Status::Created;
+    store.save(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.0)?;
+    }
+    Ok(state)
+}
+
+/// Clone init into its new namespaces. Returns its pid (in our pid
+/// namespace) and our end of the sync channel.
+fn spawn_init(
+    plan: &InitPlan,
+    parent_end: channel::Channel,
+    child_end: channel::Channel,
+    child: &mut Option<i32>,
+) -> Result<(i32, channel::Channel)> {
+    // A joined pid namespace applies to our children: enter it for the
+    // clone, then go back (hooks and `run` stay in ours).
+    let restore_pid = match &plan.namespaces.join_pid {
+        Some(path) => {
+            let own = namespaces::open_ns(Path::new("/proc/self/ns/pid_for_children"))?;
+            let target = namespaces::open_ns(path)?;
+            nix::sched::setns(&target, CloneFlags::CLONE_NEWPID)
+                .ctx(|| format!("join pid namespace {}", path.display()))?;
+            Some(own)
+        }
+        None => None,
+    };
+    let restore_time = if plan.namespaces.new_time {
+        let own = namespaces::open_ns(Path::new("/proc/self/ns/time_for_children"))?;
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .ctx(|| "unshare the time namespace".into())?;
+        Some(own)
+    } else {
+        None
+    };
+
+    let flags = plan.namespaces.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy
+    // of this single-threaded process and continues on the same stack.
+    // Nothing is shared, so no lock can be held by another thread.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid == 0 {
+        drop(parent_end);
+        crate::process::init::main(&LinuxSys, plan, &child_end);
+    }
+    let clone_err = std::io::Error::last_os_error();
+    if let Some(own) = restore_pid {
+        let _ = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
+    }
+    if let Some(own) = restore_time {
+        let _ = nix::sched::setns(&own, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    }
+    if pid < 0 {
+        return Err(Error::Init(format!(
+            "clone the container init with namespaces {:?}: {clone_err}",
+            plan.namespaces.clone_flags
+        )));
+    }
+    *child = Some(pid as i32);
+    drop(child_end);
+    Ok((pid as i32, parent_end))
+}
+
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated");
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, field, data) in [
+        ("uid_map", "linux.uidMappings", fmt(linux.uid_mappings())),
+        ("gid_map", "linux.gidMappings", fmt(linux.gid_mappings())),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, data.as_bytes())
+            .map_err(|e| Error::config(field, format!("write {path}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.phantom-tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
+    f.write_all(pid.to_string().as_bytes())
+        .map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write pid file", path, e))
+}

@@ -1,0 +1,56 @@
+//! `delete`: release a stopped container's resources; `--force` kills a
+//! live one first, and cleans up after a `create` that was killed midway.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::state::{StateStore, Status};
+
+pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        // A create killed before it wrote state.json leaves only the dir.
+        Err(Error::NotFound(_)) if force && store.dir(id).is_dir() => {
+            return store.remove(id);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut st = store.load(id)?;
+    store.refresh(&mut st);
+    // We hold the lock, so no create is running: "creating" is a leftover.
+    let stale_creating = st.status == Status::Creating;
+    if st.status != Status::Stopped && !force && !stale_creating {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: st.status.to_string(),
+            action: "only a stopped container can be deleted (use --force to kill it first)".into(),
+        });
+    }
+    if let Some(pid) = st.pid {
+        if crate::proc_info::is_alive(pid, st.init_start_time) {
+            for p in super::kill::container_pids(pid, st.own_pid_ns) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            // A frozen cgroup holds SIGKILL until thawed; we cannot thaw
+            // yet (no cgroup manager), so wait boundedly.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while crate::proc_info::is_alive(pid, st.init_start_time) {
+                if Instant::now() > deadline {
+                    return Err(Error::Init(format!(
+                        "container {id:?}: init (pid {pid}) did not die after SIGKILL"
+                    )));
+                }
+                // Reap it if it is our own child (as in `run`).
+                let _ = nix::sys::wait::waitpid(
+                    Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    store.remove(id)
+}

@@ -1,0 +1,15 @@
+//! One lifecycle verb per file.
+
+pub mod create;
+pub mod delete;
+pub mod kill;
+pub mod run;
+pub mod start;
+pub mod status;
+
+pub use create::{create, CreateOptions};
+pub use delete::delete;
+pub use kill::{kill, parse_signal};
+pub use run::{run, RunOptions};
+pub use start::start;
+pub use status::{list, state};

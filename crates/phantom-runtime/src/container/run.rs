@@ -1,0 +1,82 @@
+//! `run`: create and start; in the foreground, forward signals to init,
+//! reap it, and exit with its status (128+N for a signal, as shells do).
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Result, SysContext};
+use crate::state::StateStore;
+
+use super::create::CreateOptions;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub create: CreateOptions,
+    pub detach: bool,
+    pub keep: bool,
+}
+
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Returns the exit status for the caller to exit with.
+pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
+    let id = &opts.create.id;
+    if opts.detach {
+        super::create(store, &opts.create)?;
+        if let Err(e) = super::start(store, id) {
+            let _ = super::delete(store, id, true);
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    // Block what we forward (and SIGCHLD) before the clone, so none is lost;
+    // init clears the mask before exec.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.thread_block().ctx(|| "block signals".into())?;
+    // Processes orphaned inside the container are re-parented to us.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+
+    let state = super::create(store, &opts.create)?;
+    let pid = state.pid.unwrap_or(0);
+    if let Err(e) = super::start(store, id) {
+        let _ = super::delete(store, id, true);
+        return Err(e);
+    }
+    let code = loop {
+        let sig = set.wait().ctx(|| "wait for signals".into())?;
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            continue;
+        }
+        let mut done = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => done = Some(c),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => done = Some(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        if let Some(c) = done {
+            break c;
+        }
+    };
+    if !opts.keep {
+        super::delete(store, id, true)?;
+    }
+    Ok(code)
+}

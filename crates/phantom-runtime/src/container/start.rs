@@ -1,0 +1,61 @@
+//! `start`: release init, blocked on exec.fifo, to exec the program.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::error::{Error, Result, SysContext};
+use crate::state::{StateStore, Status};
+
+pub fn start(store: &StateStore, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let mut st = store.load(id)?;
+    store.refresh(&mut st);
+    if st.status != Status::Created {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: st.status.to_string(),
+            action: "only a created container can be started".into(),
+        });
+    }
+    let fifo = store.fifo_path(id);
+    // Non-blocking open: if init died, a blocking open would wait forever.
+    let fd = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {}", fifo.display()))?;
+    let pid = st.pid.unwrap_or(0);
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let n = poll(&mut fds, PollTimeout::from(100u16)).or_else(|e| {
+            if e == nix::errno::Errno::EINTR {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        });
+        let n = n.ctx(|| format!("wait on {}", fifo.display()))?;
+        if n > 0 {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&fd, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(Error::sys(format!("read {}", fifo.display()), e)),
+            }
+        }
+        if !crate::proc_info::is_alive(pid, st.init_start_time) {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: "stopped".into(),
+                action: "its init exited before start".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = std::fs::remove_file(&fifo);
+    st.status = Status::Running;
+    store.save(&st)
+}

@@ -1,0 +1,85 @@
+//! Errors of the runtime. Each variant names what failed: the container id,
+//! the path, or the config.json field, and keeps the underlying cause.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+
+    #[error("container {id:?} is {status}: {action}")]
+    WrongState {
+        id: String,
+        status: String,
+        action: String,
+    },
+
+    #[error("config.json: {field}: {message}")]
+    Config { field: String, message: String },
+
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+
+    /// An error that the container's init reported over the sync socket.
+    #[error("{0}")]
+    Init(String),
+
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn sys(what: impl Into<String>, source: nix::errno::Errno) -> Self {
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Attach a description to a raw `nix` result.
+pub trait SysContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> SysContext<T> for nix::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::sys(what(), e))
+    }
+}

@@ -1,0 +1,222 @@
+//! `phantom`: the runc command line wired to phantom-runtime.
+
+mod cli;
+mod default_spec;
+mod features;
+mod logging;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{CommandFactory, Parser};
+use liboci_cli::{CommonCmd, StandardCmd};
+use phantom_runtime::container::{self, CreateOptions, RunOptions};
+use phantom_runtime::state::{StateStore, DEFAULT_ROOT};
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.version {
+        print!("{}", cli::version_text());
+        return;
+    }
+    let format = match logging::parse_format(cli.global.log_format.as_deref()) {
+        Ok(f) => f,
+        Err(e) => fail(&e, false),
+    };
+    let to_file = match logging::init(cli.global.log.as_deref(), format, cli.global.debug) {
+        Ok(t) => t,
+        Err(e) => fail(&e, false),
+    };
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            fail(&e, to_file)
+        }
+    }
+}
+
+fn fail(e: &anyhow::Error, also_stderr: bool) -> ! {
+    if also_stderr || !tracing::dispatcher::has_been_set() {
+        eprintln!("phantom: {e:#}");
+    }
+    std::process::exit(1)
+}
+
+fn not_yet(what: &str) -> Result<i32> {
+    bail!("{what} is not implemented yet")
+}
+
+fn check_global(cli: &Cli) -> Result<()> {
+    if cli.global.systemd_cgroup {
+        if !Path::new("/run/systemd/system").exists() {
+            bail!(
+                "--systemd-cgroup: systemd is not PID 1 on this host, so it cannot manage cgroups; \
+                 use the cgroupfs driver instead (drop --systemd-cgroup; in Podman set cgroup_manager = \"cgroupfs\")"
+            );
+        }
+        bail!("--systemd-cgroup: the systemd cgroup driver is not implemented yet; use cgroupfs");
+    }
+    match cli.rootless.as_deref() {
+        None | Some("false") | Some("auto") if nix::unistd::geteuid().is_root() => Ok(()),
+        None | Some("auto") | Some("true") => {
+            bail!("rootless containers (running phantom as a non-root user) are not implemented yet")
+        }
+        Some("false") => bail!("phantom must run as root (rootless mode is not implemented yet)"),
+        Some(other) => bail!("--rootless: {other:?} is not one of true, false, auto"),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let Some(command) = cli.command.as_ref() else {
+        Cli::command().print_help()?;
+        return Ok(1);
+    };
+    let store = StateStore::new(
+        cli.global
+            .root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+    );
+    // Commands that only read or print need neither root nor the guard.
+    match command {
+        Command::Common(c) if matches!(**c, CommonCmd::Spec(_) | CommonCmd::Features(_)) => {}
+        _ => check_global(&cli)?,
+    }
+    match command {
+        Command::Standard(cmd) => match &**cmd {
+            StandardCmd::Create(a) => {
+                phantom_runtime::exe_guard::ensure_sealed()?;
+                container::create(
+                    &store,
+                    &CreateOptions {
+                        id: a.container_id.clone(),
+                        bundle: a.bundle.clone(),
+                        console_socket: a.console_socket.clone(),
+                        pid_file: a.pid_file.clone(),
+                        no_pivot: a.no_pivot,
+                        preserve_fds: a.preserve_fds,
+                    },
+                )?;
+                Ok(0)
+            }
+            StandardCmd::Start(a) => {
+                container::start(&store, &a.container_id)?;
+                Ok(0)
+            }
+            StandardCmd::State(a) => {
+                let st = container::state(&store, &a.container_id)?;
+                println!("{}", serde_json::to_string_pretty(&st.oci_json())?);
+                Ok(0)
+            }
+            StandardCmd::Kill(a) => {
+                let sig = container::parse_signal(&a.signal)?;
+                container::kill(&store, &a.container_id, sig, a.all)?;
+                Ok(0)
+            }
+            StandardCmd::Delete(a) => {
+                container::delete(&store, &a.container_id, a.force)?;
+                Ok(0)
+            }
+        },
+        Command::Common(cmd) => match &**cmd {
+            CommonCmd::Run(a) => {
+                phantom_runtime::exe_guard::ensure_sealed()?;
+                let code = container::run(
+                    &store,
+                    &RunOptions {
+                        create: CreateOptions {
+                            id: a.container_id.clone(),
+                            bundle: a.bundle.clone(),
+                            console_socket: a.console_socket.clone(),
+                            pid_file: a.pid_file.clone(),
+                            no_pivot: a.no_pivot,
+                            preserve_fds: a.preserve_fds,
+                        },
+                        detach: a.detach,
+                        keep: a.keep,
+                    },
+                )?;
+                Ok(code)
+            }
+            CommonCmd::List(a) => list(&store, &a.format, a.quiet),
+            CommonCmd::Spec(a) => spec(a.bundle.as_deref(), a.rootless),
+            CommonCmd::Features(_) => {
+                println!("{}", serde_json::to_string_pretty(&features::features())?);
+                Ok(0)
+            }
+            CommonCmd::Exec(_) => not_yet("exec"),
+            CommonCmd::Ps(_) => not_yet("ps"),
+            CommonCmd::Pause(_) => not_yet("pause (needs the cgroup freezer)"),
+            CommonCmd::Resume(_) => not_yet("resume (needs the cgroup freezer)"),
+            CommonCmd::Update(_) => not_yet("update (needs cgroup limits)"),
+            CommonCmd::Events(_) => not_yet("events"),
+            CommonCmd::Checkpointt(_) => not_yet("checkpoint"),
+        },
+    }
+}
+
+fn list(store: &StateStore, format: &str, quiet: bool) -> Result<i32> {
+    let all = container::list(store)?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for st in &all {
+            writeln!(out, "{}", st.id)?;
+        }
+        return Ok(0);
+    }
+    match format {
+        "json" => {
+            let v: Vec<_> = all.iter().map(|s| s.oci_json()).collect();
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+        "table" => {
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|s| {
+                    [
+                        s.id.clone(),
+                        s.pid.unwrap_or(0).to_string(),
+                        s.status.to_string(),
+                        s.bundle.display().to_string(),
+                        s.created.clone(),
+                        s.owner.clone(),
+                    ]
+                })
+                .collect();
+            let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut w = [0usize; 6];
+            for r in std::iter::once(&head).chain(rows.iter()) {
+                for (i, c) in r.iter().enumerate() {
+                    w[i] = w[i].max(c.len());
+                }
+            }
+            for r in std::iter::once(&head).chain(rows.iter()) {
+                let line: Vec<String> = r
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+        other => bail!("--format: unknown format {other:?} (table or json)"),
+    }
+    Ok(0)
+}
+
+fn spec(bundle: Option<&Path>, rootless: bool) -> Result<i32> {
+    let dir = bundle.unwrap_or(Path::new("."));
+    let path = dir.join("config.json");
+    if path.exists() {
+        bail!("{} exists already: remove it first", path.display());
+    }
+    let data = serde_json::to_string_pretty(&default_spec::default_spec(rootless))?;
+    std::fs::write(&path, data + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(|e| anyhow!("{e:#}"))?;
+    Ok(0)
+}

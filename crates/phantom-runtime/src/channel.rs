@@ -63,8 +63,12 @@ impl Channel {
 
     pub fn send(&self, m: &Msg) -> Result<()> {
         let b = m.encode();
-        nix::sys::socket::send(self.fd.as_raw_fd(), &b, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
-            .ctx(|| "send on the init sync channel".into())?;
+        nix::sys::socket::send(
+            self.fd.as_raw_fd(),
+            &b,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        )
+        .ctx(|| "send on the init sync channel".into())?;
         Ok(())
     }
 
@@ -72,12 +76,16 @@ impl Channel {
     pub fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::empty(),
+            ) {
                 Ok(0) => return Ok(None),
                 Ok(n) => {
-                    return Msg::decode(&buf[..n])
-                        .map(Some)
-                        .ok_or_else(|| Error::Init("garbled message on the init sync channel".into()))
+                    return Msg::decode(&buf[..n]).map(Some).ok_or_else(|| {
+                        Error::Init("garbled message on the init sync channel".into())
+                    })
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("receive on the init sync channel", e)),

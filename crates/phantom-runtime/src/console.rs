@@ -86,14 +86,22 @@ pub fn setup(sys: &dyn Sys, socket: RawFd, size: Option<(u16, u16)>) -> Result<(
     ) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
-            let dev = open_in_root(root.as_raw_fd(), Path::new("/dev"), libc::O_DIRECTORY | libc::O_RDONLY)
-                .ctx(|| "open /dev".into())?;
+            let dev = open_in_root(
+                root.as_raw_fd(),
+                Path::new("/dev"),
+                libc::O_DIRECTORY | libc::O_RDONLY,
+            )
+            .ctx(|| "open /dev".into())?;
             // SAFETY: valid dir fd and name; O_EXCL|O_NOFOLLOW create a new file only.
             let fd = unsafe {
                 libc::openat(
                     dev.as_raw_fd(),
                     c"console".as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC
+                        | libc::O_RDONLY,
                     0o600,
                 )
             };
@@ -122,8 +130,14 @@ pub fn setup(sys: &dyn Sys, socket: RawFd, size: Option<(u16, u16)>) -> Result<(
     // Send the master: runc's protocol, the fd with its name as payload.
     let iov = [IoSlice::new(b"/dev/ptmx")];
     let fds = [master.as_raw_fd()];
-    sendmsg::<()>(socket, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .ctx(|| "send the pty master over the console socket".into())?;
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| "send the pty master over the console socket".into())?;
     drop(master);
 
     nix::unistd::setsid().ctx(|| "setsid".into())?;

@@ -26,19 +26,19 @@ pub enum Error {
     #[error("config.json: {field}: {message}")]
     Config { field: String, message: String },
 
-    #[error("{what} {path}: {source}")]
+    // The cause is part of the message (not a `source`), so that the one
+    // error line a shim shows says everything, once.
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", cause.desc())]
     Sys {
         what: String,
-        #[source]
-        source: nix::errno::Errno,
+        cause: nix::errno::Errno,
     },
 
     /// An error that the container's init reported over the sync socket.
@@ -54,14 +54,14 @@ impl Error {
         Error::Io {
             what,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
     pub fn sys(what: impl Into<String>, source: nix::errno::Errno) -> Self {
         Error::Sys {
             what: what.into(),
-            source,
+            cause: source,
         }
     }
 

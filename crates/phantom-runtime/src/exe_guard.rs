@@ -43,15 +43,31 @@ pub fn ensure_sealed() -> Result<()> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNS)
         .ctx(|| "unshare a mount namespace for the read-only binary".into())?;
     // Host mounts still propagate in; nothing of ours propagates out.
-    nix::mount::mount(None::<&Path>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| "make / a slave mount".into())?;
-    nix::mount::mount(Some(&exe), &exe, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .ctx(|| format!("bind {} onto itself", exe.display()))?;
+    nix::mount::mount(
+        None::<&Path>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "make / a slave mount".into())?;
+    nix::mount::mount(
+        Some(&exe),
+        &exe,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind {} onto itself", exe.display()))?;
     nix::mount::mount(
         None::<&Path>,
         &exe,
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
         None::<&str>,
     )
     .ctx(|| format!("remount {} read-only", exe.display()))?;
@@ -70,5 +86,8 @@ pub fn ensure_sealed() -> Result<()> {
         .collect();
     env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
     let e = nix::unistd::execve(&prog, &args, &env).unwrap_err();
-    Err(Error::sys(format!("re-exec {} read-only", exe.display()), e))
+    Err(Error::sys(
+        format!("re-exec {} read-only", exe.display()),
+        e,
+    ))
 }

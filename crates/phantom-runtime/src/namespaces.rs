@@ -84,8 +84,7 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NamespacePlan> {
         }
     }
     // Join the mount namespace last: entering it changes what paths mean.
-    p.join
-        .sort_by_key(|j| j.kind == LinuxNamespaceType::Mount);
+    p.join.sort_by_key(|j| j.kind == LinuxNamespaceType::Mount);
     Ok(p)
 }
 
@@ -99,10 +98,7 @@ pub fn join_all(sys: &dyn Sys, plan: &NamespacePlan) -> Result<()> {
     for j in &plan.join {
         let fd = open_ns(&j.path)?;
         sys.setns(fd.as_raw_fd(), clone_flag(j.kind)).map_err(|e| {
-            Error::sys(
-                format!("join {} namespace {}", j.kind, j.path.display()),
-                e,
-            )
+            Error::sys(format!("join {} namespace {}", j.kind, j.path.display()), e)
         })?;
     }
     Ok(())
@@ -174,7 +170,10 @@ mod tests {
                 other => panic!("unexpected call {other:?}"),
             })
             .collect();
-        assert_eq!(flags, vec![CloneFlags::CLONE_NEWUTS, CloneFlags::CLONE_NEWNS]);
+        assert_eq!(
+            flags,
+            vec![CloneFlags::CLONE_NEWUTS, CloneFlags::CLONE_NEWNS]
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = match e.path().to_string() {
-            p if p == "." => "(document)".to_string(),
+            p if p == "." || p == "?" => "(syntax)".to_string(),
             p => p,
         };
         Error::config(field, e.into_inner().to_string())
@@ -30,8 +30,8 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
 
 /// The bundle as an absolute path, checked to be a directory.
 pub fn bundle_dir(bundle: &Path) -> Result<PathBuf> {
-    let abs = std::fs::canonicalize(bundle)
-        .map_err(|e| Error::io("bundle does not exist", bundle, e))?;
+    let abs =
+        std::fs::canonicalize(bundle).map_err(|e| Error::io("bundle does not exist", bundle, e))?;
     if !abs.is_dir() {
         return Err(Error::io(
             "bundle is not a directory",
@@ -44,21 +44,16 @@ pub fn bundle_dir(bundle: &Path) -> Result<PathBuf> {
 
 /// Checks the spec requires of a config beyond its JSON shape.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| Error::config("root", "missing: a Linux container needs a root filesystem"))?;
+    let root = spec.root().as_ref().ok_or_else(|| {
+        Error::config("root", "missing: a Linux container needs a root filesystem")
+    })?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {
         bundle.join(root.path())
     };
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
-        Error::config(
-            "root.path",
-            format!("rootfs {}: {e}", rootfs.display()),
-        )
-    })?;
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::config("root.path", format!("rootfs {}: {e}", rootfs.display())))?;
     if !rootfs.is_dir() {
         return Err(Error::config(
             "root.path",

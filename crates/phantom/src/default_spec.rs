@@ -52,7 +52,9 @@ pub fn default_spec(rootless: bool) -> Value {
     }
     linux["namespaces"] = Value::Array(namespaces);
     json!({
-        "ociVersion": phantom_runtime::state::OCI_VERSION,
+        // Nothing here needs a newer spec, and older runtimes (crun 1.8)
+        // refuse a version they do not know: the bundle stays portable.
+        "ociVersion": "1.0.2",
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
@@ -84,7 +86,9 @@ mod tests {
             let spec = phantom_runtime::spec::parse(&bytes).unwrap();
             assert_eq!(spec.hostname().as_deref(), Some("phantom"));
             let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
-            let has_user = ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+            let has_user = ns
+                .iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
             assert_eq!(has_user, rootless);
         }
     }

@@ -44,7 +44,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.extra.push((field.name().to_string(), value.to_string()));
+            self.extra
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 
@@ -52,7 +53,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.extra.push((field.name().to_string(), format!("{value:?}")));
+            self.extra
+                .push((field.name().to_string(), format!("{value:?}")));
         }
     }
 }
@@ -77,7 +79,7 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
             }
             Format::Text => {
                 let extra: String = f.extra.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-                format!("time=\"{time}\" level={lvl} msg=\"{}\"{extra}\n", f.msg)
+                format!("time=\"{time}\" level={lvl} msg={:?}{extra}\n", f.msg)
             }
         };
         if let Ok(mut out) = self.out.lock() {

@@ -63,7 +63,9 @@ fn check_global(cli: &Cli) -> Result<()> {
     match cli.rootless.as_deref() {
         None | Some("false") | Some("auto") if nix::unistd::geteuid().is_root() => Ok(()),
         None | Some("auto") | Some("true") => {
-            bail!("rootless containers (running phantom as a non-root user) are not implemented yet")
+            bail!(
+                "rootless containers (running phantom as a non-root user) are not implemented yet"
+            )
         }
         Some("false") => bail!("phantom must run as root (rootless mode is not implemented yet)"),
         Some(other) => bail!("--rootless: {other:?} is not one of true, false, auto"),

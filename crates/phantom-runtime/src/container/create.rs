@@ -34,7 +34,10 @@ fn listen_fds() -> i32 {
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         .is_none_or(|p| p == std::process::id());
-    match std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()) {
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+    {
         Some(n) if n > 0 && ours => n,
         _ => 0,
     }
@@ -50,7 +53,10 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     };
     if spec.hooks().is_some() {
         let h = serde_json::to_value(spec.hooks()).unwrap_or_default();
-        if h.as_object().is_some_and(|o| o.values().any(|v| v.as_array().is_some_and(|a| !a.is_empty()))) {
+        if h.as_object().is_some_and(|o| {
+            o.values()
+                .any(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        }) {
             return no("hooks", "running OCI hooks");
         }
     }
@@ -64,7 +70,9 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             // Device access rules need a cgroup manager; without one the
             // container still gets no device nodes but those it is given.
             o.remove("devices");
-            o.retain(|_, v| !v.is_null() && v != &serde_json::json!({}) && v != &serde_json::json!([]));
+            o.retain(|_, v| {
+                !v.is_null() && v != &serde_json::json!({}) && v != &serde_json::json!([])
+            });
             if let Some(k) = o.keys().next() {
                 return no(&format!("linux.resources.{k}"), "setting cgroup limits");
             }
@@ -80,7 +88,10 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         return no("linux.intelRdt", "Intel RDT");
     }
     let p = spec.process().as_ref().expect("validated");
-    if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+    if p.apparmor_profile()
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
         return no("process.apparmorProfile", "AppArmor");
     }
     if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
@@ -154,7 +165,11 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             bundle: bundle.to_path_buf(),
             mounts: spec.mounts().clone().unwrap_or_default(),
             devices: linux.devices().clone().unwrap_or_default(),
-            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             propagation,
             no_pivot: opts.no_pivot,
             userns: new_userns,
@@ -243,7 +258,10 @@ fn create_reserved(
             .map(|u| u.name)
             .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
         init_start_time: None,
-        own_pid_ns: plan.namespaces.clone_flags.contains(CloneFlags::CLONE_NEWPID),
+        own_pid_ns: plan
+            .namespaces
+            .clone_flags
+            .contains(CloneFlags::CLONE_NEWPID),
     };
     store.save(&state)?;
 
@@ -318,7 +336,8 @@ fn spawn_init(
         None
     };
 
-    let flags = plan.namespaces.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    let flags =
+        plan.namespaces.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy
     // of this single-threaded process and continues on the same stack.
     // Nothing is shared, so no lock can be held by another thread.
@@ -366,8 +385,14 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.phantom-tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)

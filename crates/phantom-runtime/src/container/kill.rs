@@ -14,7 +14,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         return Signal::try_from(n).map_err(|_| bad());
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<Signal>().map_err(|_| bad())
 }
 
@@ -22,7 +26,10 @@ pub fn kill(store: &StateStore, id: &str, signal: Signal, all: bool) -> Result<(
     let mut st = store.load(id)?;
     store.refresh(&mut st);
     // runtime.md "kill": an error unless the container is created or running.
-    if !matches!(st.status, Status::Created | Status::Running | Status::Paused) {
+    if !matches!(
+        st.status,
+        Status::Created | Status::Running | Status::Paused
+    ) {
         return Err(Error::WrongState {
             id: id.to_string(),
             status: st.status.to_string(),
@@ -36,8 +43,12 @@ pub fn kill(store: &StateStore, id: &str, signal: Signal, all: bool) -> Result<(
         }
         return Ok(());
     }
-    nix::sys::signal::kill(Pid::from_raw(pid), signal)
-        .map_err(|e| Error::sys(format!("kill container {id:?} (pid {pid}) with {signal}"), e))
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|e| {
+        Error::sys(
+            format!("kill container {id:?} (pid {pid}) with {signal}"),
+            e,
+        )
+    })
 }
 
 /// Every process of a container: its pid namespace when it has its own,

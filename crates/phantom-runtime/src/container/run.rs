@@ -66,7 +66,9 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => done = Some(c),
-                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => done = Some(128 + s as i32),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => {
+                    done = Some(128 + s as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }

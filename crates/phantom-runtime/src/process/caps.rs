@@ -55,9 +55,10 @@ pub fn drop_bounding(sets: &CapSets) -> Result<()> {
             match caps::drop(None, CapSet::Bounding, cap) {
                 Ok(()) => {}
                 // A capability this kernel does not know is not held anyway.
-                Err(_) if !caps::runtime::procfs_all_supported(None)
-                    .map(|s| s.contains(&cap))
-                    .unwrap_or(true) => {}
+                Err(_)
+                    if !caps::runtime::procfs_all_supported(None)
+                        .map(|s| s.contains(&cap))
+                        .unwrap_or(true) => {}
                 Err(e) => {
                     return Err(Error::Init(format!(
                         "drop {cap} from the bounding set: {e}"

@@ -22,11 +22,9 @@ pub fn switch(user: &User, setgroups_allowed: bool) -> Result<()> {
             .ctx(|| format!("process.user.additionalGids: setgroups {groups:?}"))?;
     }
     let gid = Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid)
-        .ctx(|| format!("process.user.gid: setresgid {gid}"))?;
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid {gid}"))?;
     let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid)
-        .ctx(|| format!("process.user.uid: setresuid {uid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid {uid}"))?;
     // SAFETY: prctl with integer arguments only.
     nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
         .ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;

@@ -58,12 +58,18 @@ pub fn main(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> ! {
 fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(op, arg, 0, 0, 0) };
-    nix::errno::Errno::result(rc).map(drop).ctx(|| what.to_string())
+    nix::errno::Errno::result(rc)
+        .map(drop)
+        .ctx(|| what.to_string())
 }
 
 fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     // Die with `phantom create` while it is still setting us up.
-    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, "prctl(PR_SET_PDEATHSIG)")?;
+    prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as _,
+        "prctl(PR_SET_PDEATHSIG)",
+    )?;
     // Until exec, this process is the phantom binary: keep other processes
     // (in the container) from reaching its memory or /proc/PID/exe.
     prctl(libc::PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")?;
@@ -93,7 +99,8 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         sys.sethostname(h).ctx(|| format!("hostname: set {h:?}"))?;
     }
     if let Some(d) = &plan.domainname {
-        sys.setdomainname(d).ctx(|| format!("domainname: set {d:?}"))?;
+        sys.setdomainname(d)
+            .ctx(|| format!("domainname: set {d:?}"))?;
     }
 
     rootfs::prepare(sys, &plan.rootfs)?;
@@ -165,14 +172,25 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| "open /".into())?;
-    let dir = match crate::rootfs::safe_path::open_in_root(root.as_raw_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY) {
+    let dir = match crate::rootfs::safe_path::open_in_root(
+        root.as_raw_fd(),
+        cwd,
+        libc::O_PATH | libc::O_DIRECTORY,
+    ) {
         Ok(fd) => fd,
         // runc creates a missing cwd; so do we, as the container user.
-        Err(nix::errno::Errno::ENOENT) => {
-            crate::rootfs::safe_path::ensure_in_root(root.as_raw_fd(), cwd, crate::rootfs::safe_path::Kind::Dir)
-                .ctx(|| format!("process.cwd: create {}", cwd.display()))?
+        Err(nix::errno::Errno::ENOENT) => crate::rootfs::safe_path::ensure_in_root(
+            root.as_raw_fd(),
+            cwd,
+            crate::rootfs::safe_path::Kind::Dir,
+        )
+        .ctx(|| format!("process.cwd: create {}", cwd.display()))?,
+        Err(e) => {
+            return Err(Error::sys(
+                format!("process.cwd: open {}", cwd.display()),
+                e,
+            ))
         }
-        Err(e) => return Err(Error::sys(format!("process.cwd: open {}", cwd.display()), e)),
     };
     nix::unistd::fchdir(&dir).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
     match nix::unistd::getcwd() {
@@ -230,7 +248,9 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
 
 fn exec(program: &PathBuf, args: &[String], env: &[String]) -> Result<Infallible> {
     use std::os::unix::ffi::OsStrExt;
-    let c = |s: &str| CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")));
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))
+    };
     let prog = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| Error::config("process.args[0]", "contains a NUL byte"))?;
     let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;

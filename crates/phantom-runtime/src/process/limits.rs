@@ -62,7 +62,7 @@ pub fn apply_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
 
 pub fn apply_oom_score_adj(value: i32) -> Result<()> {
     super::procfs::write("self/oom_score_adj", &value.to_string()).map_err(|e| {
-        let hint = if matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EACCES) || source.raw_os_error() == Some(libc::EPERM))
+        let hint = if matches!(&e, Error::Io { cause, .. } if cause.raw_os_error() == Some(libc::EACCES) || cause.raw_os_error() == Some(libc::EPERM))
             && !super::caps::in_bounding_set(caps::Capability::CAP_SYS_RESOURCE)
         {
             " (lowering oom_score_adj needs CAP_SYS_RESOURCE, which is not in this host's capability bounding set)"

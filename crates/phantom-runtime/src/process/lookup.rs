@@ -19,7 +19,9 @@ fn executable(p: &Path) -> std::result::Result<(), i32> {
     }
     // SAFETY: `c` is a valid NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES));
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EACCES));
     }
     Ok(())
 }

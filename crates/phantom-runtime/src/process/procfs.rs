@@ -17,7 +17,10 @@ pub fn write(rel: &str, value: &str) -> Result<()> {
     let io = |e: nix::Error| Error::io("cannot write", &path, std::io::Error::from(e));
     let proc = nix::fcntl::open(
         "/proc",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::fcntl::OFlag::O_PATH
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOFOLLOW,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(io)?;

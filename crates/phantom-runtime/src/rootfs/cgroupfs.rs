@@ -34,7 +34,8 @@ pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         };
         let fields: Vec<&str> = left.split(' ').collect();
         let rfields: Vec<&str> = right.split(' ').collect();
-        let (Some(mp), Some(fstype), Some(superopts)) = (fields.get(4), rfields.first(), rfields.get(2))
+        let (Some(mp), Some(fstype), Some(superopts)) =
+            (fields.get(4), rfields.first(), rfields.get(2))
         else {
             continue;
         };
@@ -43,7 +44,9 @@ pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         }
         let options = superopts
             .split(',')
-            .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("nsdelegate") && !o.starts_with("memory_"))
+            .filter(|o| {
+                !matches!(*o, "rw" | "ro") && !o.contains("nsdelegate") && !o.starts_with("memory_")
+            })
             .map(str::to_string)
             .collect();
         out.push(Hierarchy {
@@ -89,9 +92,17 @@ pub fn mount(
         .map_err(|e| Error::io("cannot read", "/proc/self/cgroup", e))?;
     let hs = hierarchies(&mountinfo);
     let ro = opts.flags & MsFlags::MS_RDONLY;
-    let flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
-    if let Some(v2) = hs.iter().find(|h| h.mountpoint == Path::new("/sys/fs/cgroup")) {
-        return mount_hierarchy(sys, root, dest, v2, &proc_cgroup, flags | ro, new_cgroupns);
+    let flags = opts.flags
+        & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    if let Some(v2) = hs
+        .iter()
+        .find(|h| h.mountpoint == Path::new("/sys/fs/cgroup"))
+    {
+        mount_hierarchy(sys, root, dest, v2, &proc_cgroup, flags | ro, new_cgroupns)?;
+        let top =
+            open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+        return super::mount_opts::set_recursive_attrs(top.as_raw_fd(), attrs(flags | ro), 0)
+            .ctx(|| format!("set mount flags on {}", dest.display()));
     }
     let target = ensure_in_root(root, dest, Kind::Dir)
         .ctx(|| format!("create cgroup mount point {}", dest.display()))?;
@@ -110,22 +121,36 @@ pub fn mount(
             .file_name()
             .map(PathBuf::from)
             .unwrap_or_default();
-        let sub = dest.join(&name);
-        mount_hierarchy(sys, root, &sub, h, &proc_cgroup, flags | ro, new_cgroupns)?;
+        mount_hierarchy(
+            sys,
+            root,
+            &dest.join(&name),
+            h,
+            &proc_cgroup,
+            flags | ro,
+            new_cgroupns,
+        )?;
     }
-    if !ro.is_empty() {
-        let top = open_in_root(root, dest, libc::O_PATH)
-            .ctx(|| format!("reopen {}", dest.display()))?;
-        sys.mount(
-            None,
-            &fd_path(top.as_raw_fd()),
-            None,
-            MsFlags::MS_REMOUNT | flags | ro,
-            Some("mode=755"),
-        )
-        .ctx(|| format!("remount {} read-only", dest.display()))?;
-    }
-    Ok(())
+    // Flags for the whole tree (the tmpfs and every bind in it) in one
+    // call, rather than one remount per hierarchy.
+    let top =
+        open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+    super::mount_opts::set_recursive_attrs(top.as_raw_fd(), attrs(flags | ro), 0)
+        .ctx(|| format!("set mount flags on {}", dest.display()))
+}
+
+/// MS_* flags as mount_setattr attributes.
+fn attrs(flags: MsFlags) -> u64 {
+    use super::mount_opts::attr;
+    [
+        (MsFlags::MS_RDONLY, attr::RDONLY),
+        (MsFlags::MS_NOSUID, attr::NOSUID),
+        (MsFlags::MS_NODEV, attr::NODEV),
+        (MsFlags::MS_NOEXEC, attr::NOEXEC),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0, |acc, (_, a)| acc | a)
 }
 
 fn mount_hierarchy(
@@ -137,8 +162,8 @@ fn mount_hierarchy(
     flags: MsFlags,
     new_cgroupns: bool,
 ) -> Result<()> {
-    let target = ensure_in_root(root, dest, Kind::Dir)
-        .ctx(|| format!("create {}", dest.display()))?;
+    let target =
+        ensure_in_root(root, dest, Kind::Dir).ctx(|| format!("create {}", dest.display()))?;
     let target = &fd_path(target.as_raw_fd());
     if new_cgroupns {
         let data = h.options.join(",");
@@ -154,19 +179,9 @@ fn mount_hierarchy(
     }
     let own = own_path(proc_cgroup, h);
     let src = h.mountpoint.join(own.trim_start_matches('/'));
-    sys.mount(Some(&src), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-        .ctx(|| format!("bind cgroup {}", src.display()))?;
-    // Remount the new mount, not the directory it covers: reopen it.
-    let top = open_in_root(root, dest, libc::O_PATH)
-        .ctx(|| format!("reopen {}", dest.display()))?;
-    sys.mount(
-        None,
-        &fd_path(top.as_raw_fd()),
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
-        None,
-    )
-    .ctx(|| format!("remount cgroup {}", src.display()))
+    // Flags come afterwards, for the whole tree at once (see `mount`).
+    sys.mount(Some(&src), target, None, MsFlags::MS_BIND, None)
+        .ctx(|| format!("bind cgroup {}", src.display()))
 }
 
 #[cfg(test)]

@@ -91,10 +91,12 @@ fn make_node(
     userns: bool,
 ) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("/dev"));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::config("linux.devices.path", format!("{} has no name", path.display())))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::config(
+            "linux.devices.path",
+            format!("{} has no name", path.display()),
+        )
+    })?;
     ensure_in_root(root, parent, Kind::Dir).ctx(|| format!("create {}", parent.display()))?;
     // The O_PATH fd cannot be used for *at calls; reopen as a directory.
     let dir = open_in_root(root, parent, libc::O_DIRECTORY | libc::O_RDONLY)
@@ -102,8 +104,8 @@ fn make_node(
     if userns {
         // Bind the host's node onto an empty file: mknod needs
         // CAP_MKNOD in the initial user namespace.
-        let target = ensure_in_root(root, path, Kind::File)
-            .ctx(|| format!("create {}", path.display()))?;
+        let target =
+            ensure_in_root(root, path, Kind::File).ctx(|| format!("create {}", path.display()))?;
         return sys
             .mount(
                 Some(path),
@@ -137,7 +139,13 @@ fn make_node(
     if let Some((uid, gid)) = owner {
         // SAFETY: valid fd and name; do not follow a symlink.
         Errno::result(unsafe {
-            libc::fchownat(dir.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+            libc::fchownat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
         })
         .ctx(|| format!("chown {}", path.display()))?;
     }

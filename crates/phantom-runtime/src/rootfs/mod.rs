@@ -110,7 +110,7 @@ pub fn prepare(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
 
 fn annotate(e: Error, field: &str) -> Error {
     match e {
-        Error::Sys { what, source } => Error::sys(format!("{field}: {what}"), source),
+        Error::Sys { what, cause } => Error::sys(format!("{field}: {what}"), cause),
         other => other,
     }
 }
@@ -132,8 +132,11 @@ fn make_parent_private(sys: &dyn Sys, rootfs: &Path) -> Result<()> {
 fn mount_one(sys: &dyn Sys, plan: &RootfsPlan, root: RawFd, i: usize, m: &Mount) -> Result<()> {
     let field = format!("mounts[{i}]");
     let dest = m.destination();
-    let opts = mount_opts::parse(&m.options().clone().unwrap_or_default(), &format!("{field}.options"))
-        .map_err(Error::Unsupported)?;
+    let opts = mount_opts::parse(
+        &m.options().clone().unwrap_or_default(),
+        &format!("{field}.options"),
+    )
+    .map_err(Error::Unsupported)?;
     let typ = m.typ().clone().unwrap_or_default();
     if opts.bind || typ == "bind" {
         return bind_mount(sys, plan, root, &field, m, &opts);
@@ -165,7 +168,11 @@ fn mount_one(sys: &dyn Sys, plan: &RootfsPlan, root: RawFd, i: usize, m: &Mount)
         // cannot be mounted, and mqueue needs its ipc namespace: bind the
         // host's instead, read-only where asked (as runc does).
         Err(Errno::EPERM) if plan.userns && (typ == "sysfs" || typ == "mqueue") => {
-            let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+            let host = if typ == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
             sys.mount(
                 Some(Path::new(host)),
                 &fd_path(target.as_raw_fd()),
@@ -203,12 +210,8 @@ fn bind_mount(
     } else {
         plan.bundle.join(src)
     };
-    let meta = std::fs::metadata(&src).map_err(|e| {
-        Error::config(
-            format!("{field}.source"),
-            format!("{}: {e}", src.display()),
-        )
-    })?;
+    let meta = std::fs::metadata(&src)
+        .map_err(|e| Error::config(format!("{field}.source"), format!("{}: {e}", src.display())))?;
     let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
     let target = ensure_in_root(root, dest, kind)
         .ctx(|| format!("{field}: create destination {}", dest.display()))?;
@@ -287,7 +290,8 @@ pub fn enter(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
             None,
         )
         .ctx(|| "move rootfs onto / (--no-pivot)".into())?;
-        sys.chroot(Path::new(".")).ctx(|| "chroot into rootfs".into())?;
+        sys.chroot(Path::new("."))
+            .ctx(|| "chroot into rootfs".into())?;
     } else {
         // pivot_root(".", ".") stacks the old root under the new one; it is
         // then detached, so no host path stays reachable.
@@ -385,14 +389,8 @@ fn readonly(sys: &dyn Sys, root: RawFd, path: &Path) -> Result<()> {
         Err(e) => return Err(Error::sys(format!("open {}", path.display()), e)),
     };
     let p = fd_path(target.as_raw_fd());
-    sys.mount(
-        Some(&p),
-        &p,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .ctx(|| format!("bind {} onto itself", path.display()))?;
+    sys.mount(Some(&p), &p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        .ctx(|| format!("bind {} onto itself", path.display()))?;
     let top = open_in_root(root, path, libc::O_PATH | libc::O_NOFOLLOW)
         .ctx(|| format!("reopen {}", path.display()))?;
     let locked = safe_path::locked_flags(top.as_raw_fd());

@@ -23,10 +23,17 @@ impl MountOptions {
     }
 }
 
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// mount_setattr(2) attribute bits.
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+}
+use attr::{
+    NODEV as MOUNT_ATTR_NODEV, NOEXEC as MOUNT_ATTR_NOEXEC, NOSUID as MOUNT_ATTR_NOSUID,
+    RDONLY as MOUNT_ATTR_RDONLY,
+};
 const MOUNT_ATTR_NOATIME: u64 = 0x10;
 const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
@@ -192,7 +199,9 @@ mod tests {
         let o = p(&["rbind", "rprivate", "ro"]);
         assert!(o.bind && o.recursive);
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
-        assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert!(o
+            .flags
+            .contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC));
         let o = p(&["slave", "runbindable", "shared"]);
         assert_eq!(
             o.propagation,

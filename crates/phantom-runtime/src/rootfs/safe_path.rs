@@ -105,7 +105,11 @@ pub fn ensure_in_root(root: RawFd, path: &Path, kind: Kind) -> nix::Result<Owned
                 libc::openat(
                     cur.as_raw_fd(),
                     c.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_WRONLY,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC
+                        | libc::O_WRONLY,
                     0o644,
                 )
             };
@@ -204,6 +208,11 @@ mod tests {
             root.join("etc/passwd")
         );
         // Magic links are refused.
-        assert!(open_in_root(rootfd.as_raw_fd(), Path::new("/proc/self/fd/0"), libc::O_PATH).is_err());
+        assert!(open_in_root(
+            rootfd.as_raw_fd(),
+            Path::new("/proc/self/fd/0"),
+            libc::O_PATH
+        )
+        .is_err());
     }
 }

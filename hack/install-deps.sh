@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what building, testing and demonstrating phantom needs on a fresh
+# Debian 12 machine. Idempotent; quiet when everything is already there.
+set -euo pipefail
+
+pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev
+      golang-github-containers-common iproute2 util-linux procps file)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: need root to install: ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+		apt-get update -qq
+		apt-get install -y -qq "${missing[@]}"
+	}
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+	if [[ -x $HOME/.cargo/bin/cargo ]]; then
+		echo "install-deps: cargo is in ~/.cargo/bin: add it to PATH" >&2
+	else
+		echo "install-deps: no Rust toolchain: install one with rustup (https://rustup.rs)" >&2
+	fi
+	exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
@@ -223,8 +223,8 @@ fn reset_signals() {
 /// Block until `start` opens the other end of exec.fifo. The fifo is
 /// reached through the state directory's fd: it is not inside the rootfs.
 fn wait_for_start(state_dir: RawFd) -> Result<()> {
-    // SAFETY: valid dir fd and name; blocks until a reader opens the fifo.
     let fd = loop {
+        // SAFETY: valid dir fd and name; blocks until a reader opens the fifo.
         let fd = unsafe {
             libc::openat(
                 state_dir,
@@ -246,7 +246,7 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
     Ok(())
 }
 
-fn exec(program: &PathBuf, args: &[String], env: &[String]) -> Result<Infallible> {
+fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
     use std::os::unix::ffi::OsStrExt;
     let c = |s: &str| {
         CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))

@@ -1,7 +1,7 @@
 //! The command line: runc's, from liboci-cli, plus phantom's global flags.
 
-use clap::{Parser, Subcommand};
-use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
+use clap::{Args, Parser, Subcommand};
+use liboci_cli::GlobalOpts;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,12 +25,40 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// runc's commands. liboci-cli's definitions, except `kill`, whose signal
+/// is optional (SIGTERM) as in runc.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    #[command(flatten)]
-    Standard(Box<StandardCmd>),
-    #[command(flatten)]
-    Common(Box<CommonCmd>),
+    Create(liboci_cli::Create),
+    Start(liboci_cli::Start),
+    State(liboci_cli::State),
+    Kill(Kill),
+    Delete(liboci_cli::Delete),
+    Run(liboci_cli::Run),
+    List(liboci_cli::List),
+    Spec(liboci_cli::Spec),
+    Features(liboci_cli::Features),
+    Exec(Box<liboci_cli::Exec>),
+    Ps(liboci_cli::Ps),
+    Pause(liboci_cli::Pause),
+    Resume(liboci_cli::Resume),
+    Update(liboci_cli::Update),
+    Events(liboci_cli::Events),
+    Checkpoint(liboci_cli::Checkpoint),
+}
+
+/// Send a signal to the container's init (or, with --all, every process)
+#[derive(Args, Debug)]
+pub struct Kill {
+    /// Container identifier
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new(), required = true)]
+    pub container_id: String,
+    /// Signal by name (TERM, SIGTERM) or number (15)
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+    /// Send the signal to all processes inside the container
+    #[arg(short, long)]
+    pub all: bool,
 }
 
 pub fn version_text() -> String {

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{CommandFactory, Parser};
-use liboci_cli::{CommonCmd, StandardCmd};
 use phantom_runtime::container::{self, CreateOptions, RunOptions};
 use phantom_runtime::state::{StateStore, DEFAULT_ROOT};
 
@@ -84,17 +83,49 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
     );
     // Commands that only read or print need neither root nor the guard.
-    match command {
-        Command::Common(c) if matches!(**c, CommonCmd::Spec(_) | CommonCmd::Features(_)) => {}
-        _ => check_global(&cli)?,
+    if !matches!(command, Command::Spec(_) | Command::Features(_)) {
+        check_global(&cli)?;
     }
     match command {
-        Command::Standard(cmd) => match &**cmd {
-            StandardCmd::Create(a) => {
-                phantom_runtime::exe_guard::ensure_sealed()?;
-                container::create(
-                    &store,
-                    &CreateOptions {
+        Command::Create(a) => {
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            container::create(
+                &store,
+                &CreateOptions {
+                    id: a.container_id.clone(),
+                    bundle: a.bundle.clone(),
+                    console_socket: a.console_socket.clone(),
+                    pid_file: a.pid_file.clone(),
+                    no_pivot: a.no_pivot,
+                    preserve_fds: a.preserve_fds,
+                },
+            )?;
+            Ok(0)
+        }
+        Command::Start(a) => {
+            container::start(&store, &a.container_id)?;
+            Ok(0)
+        }
+        Command::State(a) => {
+            let st = container::state(&store, &a.container_id)?;
+            println!("{}", serde_json::to_string_pretty(&st.oci_json())?);
+            Ok(0)
+        }
+        Command::Kill(a) => {
+            let sig = container::parse_signal(&a.signal)?;
+            container::kill(&store, &a.container_id, sig, a.all)?;
+            Ok(0)
+        }
+        Command::Delete(a) => {
+            container::delete(&store, &a.container_id, a.force)?;
+            Ok(0)
+        }
+        Command::Run(a) => {
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            let code = container::run(
+                &store,
+                &RunOptions {
+                    create: CreateOptions {
                         id: a.container_id.clone(),
                         bundle: a.bundle.clone(),
                         console_socket: a.console_socket.clone(),
@@ -102,62 +133,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         no_pivot: a.no_pivot,
                         preserve_fds: a.preserve_fds,
                     },
-                )?;
-                Ok(0)
-            }
-            StandardCmd::Start(a) => {
-                container::start(&store, &a.container_id)?;
-                Ok(0)
-            }
-            StandardCmd::State(a) => {
-                let st = container::state(&store, &a.container_id)?;
-                println!("{}", serde_json::to_string_pretty(&st.oci_json())?);
-                Ok(0)
-            }
-            StandardCmd::Kill(a) => {
-                let sig = container::parse_signal(&a.signal)?;
-                container::kill(&store, &a.container_id, sig, a.all)?;
-                Ok(0)
-            }
-            StandardCmd::Delete(a) => {
-                container::delete(&store, &a.container_id, a.force)?;
-                Ok(0)
-            }
-        },
-        Command::Common(cmd) => match &**cmd {
-            CommonCmd::Run(a) => {
-                phantom_runtime::exe_guard::ensure_sealed()?;
-                let code = container::run(
-                    &store,
-                    &RunOptions {
-                        create: CreateOptions {
-                            id: a.container_id.clone(),
-                            bundle: a.bundle.clone(),
-                            console_socket: a.console_socket.clone(),
-                            pid_file: a.pid_file.clone(),
-                            no_pivot: a.no_pivot,
-                            preserve_fds: a.preserve_fds,
-                        },
-                        detach: a.detach,
-                        keep: a.keep,
-                    },
-                )?;
-                Ok(code)
-            }
-            CommonCmd::List(a) => list(&store, &a.format, a.quiet),
-            CommonCmd::Spec(a) => spec(a.bundle.as_deref(), a.rootless),
-            CommonCmd::Features(_) => {
-                println!("{}", serde_json::to_string_pretty(&features::features())?);
-                Ok(0)
-            }
-            CommonCmd::Exec(_) => not_yet("exec"),
-            CommonCmd::Ps(_) => not_yet("ps"),
-            CommonCmd::Pause(_) => not_yet("pause (needs the cgroup freezer)"),
-            CommonCmd::Resume(_) => not_yet("resume (needs the cgroup freezer)"),
-            CommonCmd::Update(_) => not_yet("update (needs cgroup limits)"),
-            CommonCmd::Events(_) => not_yet("events"),
-            CommonCmd::Checkpointt(_) => not_yet("checkpoint"),
-        },
+                    detach: a.detach,
+                    keep: a.keep,
+                },
+            )?;
+            Ok(code)
+        }
+        Command::List(a) => list(&store, &a.format, a.quiet),
+        Command::Spec(a) => spec(a.bundle.as_deref(), a.rootless),
+        Command::Features(_) => {
+            println!("{}", serde_json::to_string_pretty(&features::features())?);
+            Ok(0)
+        }
+        Command::Exec(_) => not_yet("exec"),
+        Command::Ps(_) => not_yet("ps"),
+        Command::Pause(_) => not_yet("pause (needs the cgroup freezer)"),
+        Command::Resume(_) => not_yet("resume (needs the cgroup freezer)"),
+        Command::Update(_) => not_yet("update (needs cgroup limits)"),
+        Command::Events(_) => not_yet("events"),
+        Command::Checkpoint(_) => not_yet("checkpoint"),
     }
 }
 

@@ -1,8 +1,11 @@
 //! The sync socket between `phantom create` (parent) and the container's
 //! init (child): a SOCK_SEQPACKET pair, so each message arrives whole.
 //!
-//! child -> parent: `Ready` (init is blocked on exec.fifo), `Error(text)`.
-//! parent -> child: `Go` (uid/gid maps written; init may set up).
+//! child -> parent: `Hooks` (namespaces and mounts are ready: run prestart
+//! and createRuntime hooks now), `Ready` (init is blocked on exec.fifo),
+//! `Error(text)`.
+//! parent -> child: `Go(state)` (uid/gid maps written, or runtime hooks
+//! done; carries the OCI state JSON that container hooks get on stdin).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -12,7 +15,8 @@ use crate::error::{Error, Result, SysContext};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    Go,
+    Go(String),
+    Hooks,
     Ready,
     Error(String),
 }
@@ -20,7 +24,12 @@ pub enum Msg {
 impl Msg {
     fn encode(&self) -> Vec<u8> {
         match self {
-            Msg::Go => b"G".to_vec(),
+            Msg::Go(s) => {
+                let mut v = b"G".to_vec();
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
+            Msg::Hooks => b"H".to_vec(),
             Msg::Ready => b"R".to_vec(),
             Msg::Error(e) => {
                 let mut v = b"E".to_vec();
@@ -32,7 +41,8 @@ impl Msg {
 
     fn decode(b: &[u8]) -> Option<Msg> {
         match b.first()? {
-            b'G' => Some(Msg::Go),
+            b'G' => Some(Msg::Go(String::from_utf8_lossy(&b[1..]).into_owned())),
+            b'H' => Some(Msg::Hooks),
             b'R' => Some(Msg::Ready),
             b'E' => Some(Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned())),
             _ => None,
@@ -101,9 +111,9 @@ mod tests {
     #[test]
     fn roundtrip() {
         let (a, b) = pair().unwrap();
-        a.send(&Msg::Go).unwrap();
+        a.send(&Msg::Go("{}".into())).unwrap();
         a.send(&Msg::Error("boom: x".into())).unwrap();
-        assert_eq!(b.recv().unwrap(), Some(Msg::Go));
+        assert_eq!(b.recv().unwrap(), Some(Msg::Go("{}".into())));
         assert_eq!(b.recv().unwrap(), Some(Msg::Error("boom: x".into())));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);

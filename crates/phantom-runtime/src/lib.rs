@@ -7,6 +7,7 @@ pub mod console;
 pub mod container;
 pub mod error;
 pub mod exe_guard;
+pub mod hooks;
 pub mod namespaces;
 pub mod proc_info;
 pub mod process;

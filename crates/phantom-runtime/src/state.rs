@@ -70,10 +70,21 @@ pub struct ContainerState {
     /// init kills every process in it.
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The config's hooks, for poststart (in `start`) and poststop (in
+    /// `delete`), which run when config.json may have changed or be gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 impl ContainerState {
     /// The state as the OCI spec defines it (what `phantom state` prints).
+    /// The OCI state with `status` as given: what hooks read on stdin.
+    pub fn hook_state(&self, status: Status) -> Vec<u8> {
+        let mut v = self.oci_json();
+        v["status"] = serde_json::json!(status);
+        serde_json::to_vec(&v).expect("state serialises")
+    }
+
     pub fn oci_json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
             "ociVersion": self.oci_version,
@@ -350,6 +361,7 @@ mod tests {
             owner: "root".into(),
             init_start_time: None,
             own_pid_ns: true,
+            hooks: None,
         };
         store.save(&st).unwrap();
         assert_eq!(store.ids().unwrap(), vec!["c1".to_string()]);

@@ -51,15 +51,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             "{field}: {what} is not implemented yet"
         )))
     };
-    if spec.hooks().is_some() {
-        let h = serde_json::to_value(spec.hooks()).unwrap_or_default();
-        if h.as_object().is_some_and(|o| {
-            o.values()
-                .any(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-        }) {
-            return no("hooks", "running OCI hooks");
-        }
-    }
     let linux = spec.linux().as_ref().expect("validated");
     if linux.seccomp().is_some() {
         return no("linux.seccomp", "loading a seccomp filter");
@@ -187,6 +178,11 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
         console_socket: None,
         extra_fds: listen + opts.preserve_fds,
         state_dir: -1,
+        runtime_hooks: spec.hooks().as_ref().is_some_and(|h| {
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        }),
+        hooks: spec.hooks().clone(),
     })
 }
 
@@ -207,6 +203,13 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
+            // A container that existed is stopped and deleted: poststop
+            // hooks run as for any delete (runtime.md "Lifecycle").
+            if let (Ok(st), Some(h)) = (store.load(&opts.id), spec.hooks().as_ref()) {
+                if let Some(post) = h.poststop() {
+                    crate::hooks::run_all_warn(post, "poststop", &st.hook_state(Status::Stopped));
+                }
+            }
         }
         let _ = store.remove(&opts.id);
     }
@@ -262,6 +265,7 @@ fn create_reserved(
             .namespaces
             .clone_flags
             .contains(CloneFlags::CLONE_NEWPID),
+        hooks: spec.hooks().clone(),
     };
     store.save(&state)?;
 
@@ -282,8 +286,22 @@ fn create_reserved(
     if plan.new_userns {
         write_id_maps(pid.0, spec)?;
     }
-    parent_end.send(&Msg::Go)?;
-    match parent_end.recv()? {
+    let creating = String::from_utf8(state.hook_state(Status::Creating)).expect("json is utf-8");
+    parent_end.send(&Msg::Go(creating.clone()))?;
+    let mut msg = parent_end.recv()?;
+    if msg == Some(Msg::Hooks) {
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        // prestart is deprecated but still run, before createRuntime.
+        if let Some(h) = hooks.prestart() {
+            crate::hooks::run_all(h, "prestart", creating.as_bytes())?;
+        }
+        if let Some(h) = hooks.create_runtime() {
+            crate::hooks::run_all(h, "createRuntime", creating.as_bytes())?;
+        }
+        parent_end.send(&Msg::Go(String::new()))?;
+        msg = parent_end.recv()?;
+    }
+    match msg {
         Some(Msg::Ready) => {}
         Some(Msg::Error(e)) => return Err(Error::Init(e)),
         Some(other) => {

@@ -52,5 +52,9 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
             }
         }
     }
-    store.remove(id)
+    store.remove(id)?;
+    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        crate::hooks::run_all_warn(&h, "poststop", &st.hook_state(Status::Stopped));
+    }
+    Ok(())
 }

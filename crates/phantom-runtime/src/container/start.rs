@@ -57,5 +57,9 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
     }
     let _ = std::fs::remove_file(&fifo);
     st.status = Status::Running;
-    store.save(&st)
+    store.save(&st)?;
+    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+        crate::hooks::run_all_warn(&h, "poststart", &st.hook_state(Status::Running));
+    }
+    Ok(())
 }

@@ -41,6 +41,9 @@ pub struct InitPlan {
     /// Socket-activation fds (LISTEN_FDS) plus `--preserve-fds`, kept from 3 up.
     pub extra_fds: i32,
     pub state_dir: RawFd,
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// prestart or createRuntime hooks exist: stop for the parent to run them.
+    pub runtime_hooks: bool,
 }
 
 /// Entry point of the child after the clone. Never returns.
@@ -74,14 +77,14 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     // (in the container) from reaching its memory or /proc/PID/exe.
     prctl(libc::PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")?;
 
-    match chan.recv()? {
-        Some(Msg::Go) => {}
+    let state = match chan.recv()? {
+        Some(Msg::Go(state)) => state,
         // The parent gave up; leave quietly.
         _ => {
             // SAFETY: see `main`.
             unsafe { libc::_exit(1) }
         }
-    }
+    };
     if plan.new_userns {
         // Become root of the new user namespace (the maps are written).
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
@@ -104,6 +107,21 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     }
 
     rootfs::prepare(sys, &plan.rootfs)?;
+    if plan.runtime_hooks {
+        // prestart and createRuntime run in the runtime's namespaces, by
+        // the parent, now that ours exist (runtime.md "Lifecycle" step 3).
+        chan.send(&Msg::Hooks)?;
+        match chan.recv()? {
+            Some(Msg::Go(_)) => {}
+            // SAFETY: see `main`; the parent failed and tears us down.
+            _ => unsafe { libc::_exit(1) },
+        }
+    }
+    let hooks = plan.hooks.clone().unwrap_or_default();
+    if let Some(h) = hooks.create_container() {
+        // In the container's namespaces, before pivot_root.
+        crate::hooks::run_all(h, "createContainer", state.as_bytes())?;
+    }
     rootfs::enter(sys, &plan.rootfs)?;
     for (k, v) in &plan.sysctl {
         super::procfs::sysctl(k, v)?;
@@ -153,7 +171,14 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     chan.send(&Msg::Ready)?;
 
     // From here on `phantom create` is gone: report on stderr instead.
-    let err = match wait_for_start(plan.state_dir).and_then(|()| exec(&program, &args, &plan.env)) {
+    let started = wait_for_start(plan.state_dir).and_then(|()| match hooks.start_container() {
+        Some(h) => {
+            let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
+            crate::hooks::run_all(h, "startContainer", state.as_bytes())
+        }
+        None => Ok(()),
+    });
+    let err = match started.and_then(|()| exec(&program, &args, &plan.env)) {
         Ok(never) => match never {},
         Err(e) => e,
     };

@@ -13,6 +13,7 @@ use crate::channel::{self, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::namespaces;
 use crate::process::init::InitPlan;
+use crate::process::setup::ProcessPlan;
 use crate::rootfs::{self, RootfsPlan};
 use crate::state::{rfc3339_now, ContainerState, StateStore, Status, OCI_VERSION};
 use crate::sys::LinuxSys;
@@ -172,11 +173,13 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         sysctl,
         namespaces: ns,
-        process,
-        env,
-        caps,
-        console_socket: None,
-        extra_fds: listen + opts.preserve_fds,
+        process: ProcessPlan {
+            process,
+            env,
+            caps,
+            console_socket: None,
+            extra_fds: listen + opts.preserve_fds,
+        },
         state_dir: -1,
         runtime_hooks: spec.hooks().as_ref().is_some_and(|h| {
             h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -273,7 +276,7 @@ fn create_reserved(
         Some(p) => Some(crate::console::connect(p)?),
         None => None,
     };
-    plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
+    plan.process.console_socket = console.as_ref().map(|c| c.as_raw_fd());
 
     let (parent_end, child_end) = channel::pair()?;
     let pid = spawn_init(&plan, parent_end, child_end, child)?;

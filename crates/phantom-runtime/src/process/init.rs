@@ -9,12 +9,9 @@
 //! blocks on exec.fifo until `start`.
 
 use std::convert::Infallible;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::Process;
 
 use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
@@ -22,7 +19,7 @@ use crate::namespaces::NamespacePlan;
 use crate::rootfs::{self, RootfsPlan};
 use crate::sys::Sys;
 
-use super::caps::CapSets;
+use super::setup::ProcessPlan;
 
 /// Everything init needs, resolved in the parent before the clone.
 #[derive(Debug, Clone)]
@@ -34,12 +31,7 @@ pub struct InitPlan {
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
-    pub process: Process,
-    pub env: Vec<String>,
-    pub caps: CapSets,
-    pub console_socket: Option<RawFd>,
-    /// Socket-activation fds (LISTEN_FDS) plus `--preserve-fds`, kept from 3 up.
-    pub extra_fds: i32,
+    pub process: ProcessPlan,
     pub state_dir: RawFd,
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// prestart or createRuntime hooks exist: stop for the parent to run them.
@@ -126,46 +118,11 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     for (k, v) in &plan.sysctl {
         super::procfs::sysctl(k, v)?;
     }
-    if plan.process.terminal().unwrap_or(false) {
-        let sock = plan.console_socket.ok_or_else(|| {
-            Error::Init("process.terminal is true but no --console-socket was given".into())
-        })?;
-        let size = plan
-            .process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(sys, sock, size)?;
-    }
     rootfs::finish(sys, &plan.rootfs)?;
 
-    if let Some(adj) = plan.process.oom_score_adj() {
-        super::limits::apply_oom_score_adj(adj)?;
-    }
-    super::limits::apply_rlimits(&plan.process.rlimits().clone().unwrap_or_default())?;
-
-    super::caps::drop_bounding(&plan.caps)?;
-    // setgroups is denied in a user namespace whose gid map was written
-    // without privilege; as root on the host we always write it, so allow.
-    super::identity::switch(plan.process.user(), true)?;
-    super::caps::apply(&plan.caps)?;
-    if plan.process.no_new_privileges().unwrap_or(false) {
-        prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    }
-    if let Some(mask) = plan.process.user().umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
-
-    enter_cwd(plan.process.cwd())?;
-
-    let args = plan.process.args().clone().unwrap_or_default();
-    let program = super::lookup::find(&args[0], &plan.env)?;
-
-    // CVE-2024-21626: nothing of the host but what was passed on purpose.
-    super::fds::inherit(plan.extra_fds)?;
-    let keep = [chan.raw(), plan.state_dir];
-    super::fds::close_from(3 + plan.extra_fds, &keep)?;
-    reset_signals();
+    let program = super::setup::prepare(sys, &plan.process)?;
+    let args = plan.process.process.args().clone().unwrap_or_default();
+    super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
 
     prctl(libc::PR_SET_PDEATHSIG, 0, "prctl(PR_SET_PDEATHSIG)")?;
     chan.send(&Msg::Ready)?;
@@ -178,71 +135,13 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         }
         None => Ok(()),
     });
-    let err = match started.and_then(|()| exec(&program, &args, &plan.env)) {
+    let err = match started.and_then(|()| super::setup::exec(&program, &args, &plan.process.env)) {
         Ok(never) => match never {},
         Err(e) => e,
     };
     eprintln!("phantom: container init: {err}");
     // SAFETY: see `main`; 127 is what shells use for a failed exec.
     unsafe { libc::_exit(127) }
-}
-
-/// chdir to process.cwd, resolved inside the container's root with no
-/// magic links (a `/proc/self/fd/N` cwd could name a host directory), and
-/// checked afterwards to be reachable from `/` (CVE-2024-21626).
-fn enter_cwd(cwd: &Path) -> Result<()> {
-    let root = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| "open /".into())?;
-    let dir = match crate::rootfs::safe_path::open_in_root(
-        root.as_raw_fd(),
-        cwd,
-        libc::O_PATH | libc::O_DIRECTORY,
-    ) {
-        Ok(fd) => fd,
-        // runc creates a missing cwd; so do we, as the container user.
-        Err(nix::errno::Errno::ENOENT) => crate::rootfs::safe_path::ensure_in_root(
-            root.as_raw_fd(),
-            cwd,
-            crate::rootfs::safe_path::Kind::Dir,
-        )
-        .ctx(|| format!("process.cwd: create {}", cwd.display()))?,
-        Err(e) => {
-            return Err(Error::sys(
-                format!("process.cwd: open {}", cwd.display()),
-                e,
-            ))
-        }
-    };
-    nix::unistd::fchdir(&dir).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(Error::Init(format!(
-            "process.cwd: {} is outside the container's root",
-            cwd.display()
-        ))),
-    }
-}
-
-/// Rust ignores SIGPIPE and `run` blocks signals it forwards; the
-/// container's program must start with default dispositions and no mask.
-fn reset_signals() {
-    for sig in 1..32 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    // SAFETY: an empty set is valid; sigprocmask only changes this thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
 }
 
 /// Block until `start` opens the other end of exec.fifo. The fifo is
@@ -269,17 +168,4 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
     Ok(())
-}
-
-fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |s: &str| {
-        CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))
-    };
-    let prog = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| Error::config("process.args[0]", "contains a NUL byte"))?;
-    let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|a| c(a)).collect::<Result<_>>()?;
-    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    Err(Error::Init(format!("exec {}: {e}", program.display())))
 }

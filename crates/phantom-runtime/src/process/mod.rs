@@ -8,3 +8,4 @@ pub mod init;
 pub mod limits;
 pub mod lookup;
 pub mod procfs;
+pub mod setup;

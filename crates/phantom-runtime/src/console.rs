@@ -34,7 +34,14 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
 
 /// In init, after pivot_root: open the pty, send the master, set up the
 /// slave. Returns nothing; stdio now is the terminal.
-pub fn setup(sys: &dyn Sys, socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
+/// `bind_console`: also bind the slave onto /dev/console (init does; exec
+/// must not touch the container's console).
+pub fn setup(
+    sys: &dyn Sys,
+    socket: RawFd,
+    size: Option<(u16, u16)>,
+    bind_console: bool,
+) -> Result<()> {
     let master = nix::fcntl::open(
         "/dev/ptmx",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -70,9 +77,39 @@ pub fn setup(sys: &dyn Sys, socket: RawFd, size: Option<(u16, u16)>) -> Result<(
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
 
-    // /dev/console: bind the slave only onto a verified inode: a regular
-    // file (or an existing console char device) that we opened inside the
-    // root without following symlinks (CVE-2025-52565).
+    if bind_console {
+        bind_dev_console(sys, &slave)?;
+    }
+
+    // Send the master: runc's protocol, the fd with its name as payload.
+    let iov = [IoSlice::new(b"/dev/ptmx")];
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| "send the pty master over the console socket".into())?;
+    drop(master);
+
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // SAFETY: TIOCSCTTY on our slave fd with an integer argument.
+    Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) })
+        .ctx(|| "make the pty the controlling terminal".into())?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the stdio numbers; both fds are valid.
+        Errno::result(unsafe { libc::dup2(slave.as_raw_fd(), target) })
+            .ctx(|| format!("dup the pty onto fd {target}"))?;
+    }
+    Ok(())
+}
+
+/// /dev/console: bind the slave only onto a verified inode: a regular file
+/// (or an existing console char device) opened inside the root without
+/// following symlinks (CVE-2025-52565).
+fn bind_dev_console(sys: &dyn Sys, slave: &OwnedFd) -> Result<()> {
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -126,28 +163,5 @@ pub fn setup(sys: &dyn Sys, socket: RawFd, size: Option<(u16, u16)>) -> Result<(
         None,
     )
     .ctx(|| "bind the pty onto /dev/console".into())?;
-
-    // Send the master: runc's protocol, the fd with its name as payload.
-    let iov = [IoSlice::new(b"/dev/ptmx")];
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        socket,
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .ctx(|| "send the pty master over the console socket".into())?;
-    drop(master);
-
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
-    // SAFETY: TIOCSCTTY on our slave fd with an integer argument.
-    Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) })
-        .ctx(|| "make the pty the controlling terminal".into())?;
-    for target in 0..3 {
-        // SAFETY: dup2 onto the stdio numbers; both fds are valid.
-        Errno::result(unsafe { libc::dup2(slave.as_raw_fd(), target) })
-            .ctx(|| format!("dup the pty onto fd {target}"))?;
-    }
     Ok(())
 }

@@ -28,6 +28,18 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
     })
 }
 
+/// Parse a process.json (`exec --process`), naming the failing field.
+pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." || p == "?" => "(syntax)".to_string(),
+            p => p,
+        };
+        Error::config(format!("process.json: {field}"), e.into_inner().to_string())
+    })
+}
+
 /// The bundle as an absolute path, checked to be a directory.
 pub fn bundle_dir(bundle: &Path) -> Result<PathBuf> {
     let abs =

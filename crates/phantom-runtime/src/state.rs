@@ -74,6 +74,9 @@ pub struct ContainerState {
     /// `delete`), which run when config.json may have changed or be gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The container's `process`, the defaults of `exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<oci_spec::runtime::Process>,
 }
 
 impl ContainerState {
@@ -362,6 +365,7 @@ mod tests {
             init_start_time: None,
             own_pid_ns: true,
             hooks: None,
+            process: None,
         };
         store.save(&st).unwrap();
         assert_eq!(store.ids().unwrap(), vec!["c1".to_string()]);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{CommandFactory, Parser};
-use phantom_runtime::container::{self, CreateOptions, RunOptions};
+use phantom_runtime::container::{self, CreateOptions, ExecArgs, ExecOptions, RunOptions};
 use phantom_runtime::state::{StateStore, DEFAULT_ROOT};
 
 use cli::{Cli, Command};
@@ -145,7 +145,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&features::features())?);
             Ok(0)
         }
-        Command::Exec(_) => not_yet("exec"),
+        Command::Exec(a) => exec(&store, a),
         Command::Ps(_) => not_yet("ps"),
         Command::Pause(_) => not_yet("pause (needs the cgroup freezer)"),
         Command::Resume(_) => not_yet("resume (needs the cgroup freezer)"),
@@ -153,6 +153,55 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Events(_) => not_yet("events"),
         Command::Checkpoint(_) => not_yet("checkpoint"),
     }
+}
+
+fn exec(store: &StateStore, a: &liboci_cli::Exec) -> Result<i32> {
+    if a.process_label.as_deref().is_some_and(|s| !s.is_empty()) {
+        bail!("exec --process-label: SELinux is not implemented yet");
+    }
+    if a.apparmor.as_deref().is_some_and(|s| !s.is_empty()) {
+        bail!("exec --apparmor: AppArmor is not implemented yet");
+    }
+    if a.cgroup.is_some() {
+        bail!("exec --cgroup: choosing a sub-cgroup is not implemented yet");
+    }
+    phantom_runtime::exe_guard::ensure_sealed()?;
+    let process = match &a.process {
+        Some(path) => {
+            let data = std::fs::read(path)
+                .with_context(|| format!("--process: cannot read {}", path.display()))?;
+            phantom_runtime::spec::parse_process(&data)?
+        }
+        None => {
+            let st = container::state(store, &a.container_id)?;
+            container::exec_process(
+                st.process.as_ref(),
+                &ExecArgs {
+                    args: a.command.clone(),
+                    env: a.env.clone(),
+                    cwd: a.cwd.clone(),
+                    user: a.user,
+                    additional_gids: a.additional_gids.clone(),
+                    tty: a.tty,
+                    caps: a.cap.clone(),
+                    no_new_privs: a.no_new_privs,
+                },
+            )?
+        }
+    };
+    let code = container::exec(
+        store,
+        &ExecOptions {
+            id: a.container_id.clone(),
+            process,
+            console_socket: a.console_socket.clone(),
+            pid_file: a.pid_file.clone(),
+            detach: a.detach,
+            preserve_fds: a.preserve_fds,
+            ignore_paused: a.ignore_paused,
+        },
+    )?;
+    Ok(code)
 }
 
 fn list(store: &StateStore, format: &str, quiet: bool) -> Result<i32> {

@@ -179,6 +179,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             caps,
             console_socket: None,
             extra_fds: listen + opts.preserve_fds,
+            bind_console: true,
         },
         state_dir: -1,
         runtime_hooks: spec.hooks().as_ref().is_some_and(|h| {
@@ -269,6 +270,7 @@ fn create_reserved(
             .clone_flags
             .contains(CloneFlags::CLONE_NEWPID),
         hooks: spec.hooks().clone(),
+        process: spec.process().clone(),
     };
     store.save(&state)?;
 
@@ -404,7 +406,7 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()

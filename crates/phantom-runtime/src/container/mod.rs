@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
 pub mod run;
 pub mod start;
@@ -9,6 +10,7 @@ pub mod status;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use exec::{exec, exec_process, ExecArgs, ExecOptions};
 pub use kill::{kill, parse_signal};
 pub use run::{run, RunOptions};
 pub use start::start;

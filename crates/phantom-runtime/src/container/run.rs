@@ -17,7 +17,7 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
-const FORWARDED: [Signal; 7] = [
+pub(crate) const FORWARDED: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -56,7 +56,17 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
         let _ = super::delete(store, id, true);
         return Err(e);
     }
-    let code = loop {
+    let code = wait_forwarding(&set, pid)?;
+    if !opts.keep {
+        super::delete(store, id, true)?;
+    }
+    Ok(code)
+}
+
+/// Forward the blocked signals in `set` to `pid`, reap children, and
+/// return `pid`'s exit status (128+N if killed by signal N).
+pub(crate) fn wait_forwarding(set: &SigSet, pid: i32) -> Result<i32> {
+    loop {
         let sig = set.wait().ctx(|| "wait for signals".into())?;
         if sig != Signal::SIGCHLD {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -74,11 +84,7 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
             }
         }
         if let Some(c) = done {
-            break c;
+            return Ok(c);
         }
-    };
-    if !opts.keep {
-        super::delete(store, id, true)?;
     }
-    Ok(code)
 }

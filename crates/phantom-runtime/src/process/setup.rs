@@ -24,6 +24,8 @@ pub struct ProcessPlan {
     pub console_socket: Option<RawFd>,
     /// Socket-activation fds (LISTEN_FDS) plus `--preserve-fds`, kept from 3 up.
     pub extra_fds: i32,
+    /// Bind the terminal onto /dev/console (the container's init only).
+    pub bind_console: bool,
 }
 
 fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
@@ -45,7 +47,7 @@ pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(sys, sock, size)?;
+        crate::console::setup(sys, sock, size, p.bind_console)?;
     }
     if let Some(adj) = process.oom_score_adj() {
         super::limits::apply_oom_score_adj(adj)?;

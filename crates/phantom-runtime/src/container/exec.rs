@@ -1,0 +1,342 @@
+//! `exec`: run another process in a running container. It joins every
+//! namespace of the container's init (a pid namespace applies to children,
+//! so phantom enters it and forks), then goes through the same process
+//! setup as init: terminal, limits, identity and capabilities, cwd, the fd
+//! table, and the same /proc/PID/exe defence (non-dumpable until exec).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process, UserBuilder};
+
+use crate::channel::{self, Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::process::setup::ProcessPlan;
+use crate::state::{StateStore, Status};
+use crate::sys::{LinuxSys, Sys};
+
+/// The command-line form of `exec` (when no `--process` file is given).
+#[derive(Debug, Clone, Default)]
+pub struct ExecArgs {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+}
+
+/// The process to exec: the container's own `process` with the command
+/// line's changes, as runc does.
+pub fn exec_process(base: Option<&Process>, a: &ExecArgs) -> Result<Process> {
+    if a.args.is_empty() {
+        return Err(Error::config(
+            "exec",
+            "no command given (pass one after the id, or --process FILE)",
+        ));
+    }
+    let mut p = base.cloned().unwrap_or_default();
+    p.set_args(Some(a.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for (k, v) in &a.env {
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = a.user {
+        let mut u = UserBuilder::default()
+            .uid(uid)
+            .gid(gid.unwrap_or(0))
+            .build()
+            .map_err(|e| Error::config("exec --user", e.to_string()))?;
+        if !a.additional_gids.is_empty() {
+            u.set_additional_gids(Some(a.additional_gids.clone()));
+        }
+        p.set_user(u);
+    } else if !a.additional_gids.is_empty() {
+        let mut u = p.user().clone();
+        u.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(u);
+    }
+    p.set_terminal(Some(a.tty));
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.caps.is_empty() {
+        let mut c: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
+        for name in &a.caps {
+            let cap: Capability = name
+                .trim_start_matches("CAP_")
+                .parse()
+                .map_err(|_| Error::config("exec --cap", format!("unknown capability {name}")))?;
+            // runc adds --cap to these four sets (not inheritable).
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            c.set_bounding(add(c.bounding()));
+            c.set_effective(add(c.effective()));
+            c.set_permitted(add(c.permitted()));
+            c.set_ambient(add(c.ambient()));
+        }
+        p.set_capabilities(Some(c));
+    }
+    Ok(p)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+/// Namespace kinds in the order they are joined: the user namespace first
+/// (it grants the rights to join the others), the mount namespace last.
+const ORDER: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Open the namespaces of `pid` that differ from ours.
+fn target_namespaces(pid: i32) -> Result<Vec<(CloneFlags, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let same = match (
+            std::fs::read_link(&theirs),
+            std::fs::read_link(format!("/proc/self/ns/{name}")),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(e), _) => return Err(Error::io("cannot read", theirs, e)),
+            _ => false,
+        };
+        if !same {
+            out.push((flag, crate::namespaces::open_ns(Path::new(&theirs))?));
+        }
+    }
+    Ok(out)
+}
+
+/// Returns the exit status to exit with (0 for `--detach`).
+pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
+    let mut st = store.load(&opts.id)?;
+    store.refresh(&mut st);
+    match st.status {
+        Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
+        other => {
+            return Err(Error::WrongState {
+                id: opts.id.clone(),
+                status: other.to_string(),
+                action: "exec needs a created or running container".into(),
+            })
+        }
+    }
+    let pid = st.pid.unwrap_or(0);
+    let p = &opts.process;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::config("process.args", "must name a program to run"));
+    }
+    if p.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(Error::config(
+            "process.terminal",
+            "true, but no --console-socket was given to receive the terminal",
+        ));
+    }
+    let namespaces = target_namespaces(pid)?;
+    let plan = ProcessPlan {
+        process: p.clone(),
+        env: p.env().clone().unwrap_or_default(),
+        caps: crate::process::caps::resolve(p.capabilities())?,
+        console_socket: None,
+        extra_fds: opts.preserve_fds,
+        bind_console: false,
+    };
+    let console = match &opts.console_socket {
+        Some(path) => Some(crate::console::connect(path)?),
+        None => None,
+    };
+    let plan = ProcessPlan {
+        console_socket: console.as_ref().map(|c| c.as_raw_fd()),
+        ..plan
+    };
+
+    let mut set = SigSet::empty();
+    if !opts.detach {
+        for s in super::run::FORWARDED {
+            set.add(s);
+        }
+        set.add(Signal::SIGCHLD);
+        set.thread_block().ctx(|| "block signals".into())?;
+    }
+
+    let (parent_end, child_end) = channel::pair()?;
+    // The pid namespace applies to our children: enter it for the fork.
+    let own_pid = crate::namespaces::open_ns(Path::new("/proc/self/ns/pid_for_children"))?;
+    if let Some((_, fd)) = namespaces
+        .iter()
+        .find(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+    {
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWPID)
+            .ctx(|| format!("join the pid namespace of container {:?}", opts.id))?;
+    }
+    // SAFETY: a raw clone without CLONE_VM is a fork of this
+    // single-threaded process; the child only runs `child` and execs or
+    // exits.
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if child == 0 {
+        drop(parent_end);
+        child_main(&LinuxSys, &plan, &namespaces, &child_end);
+    }
+    let clone_err = std::io::Error::last_os_error();
+    let _ = nix::sched::setns(&own_pid, CloneFlags::CLONE_NEWPID);
+    drop(child_end);
+    if child < 0 {
+        return Err(Error::Init(format!("fork for exec: {clone_err}")));
+    }
+    let child = child as i32;
+    parent_end.send(&Msg::Go(String::new()))?;
+    match parent_end.recv()? {
+        // The sync socket is close-on-exec: EOF means the program runs.
+        None => {}
+        Some(Msg::Error(e)) => {
+            let _ = waitpid(Pid::from_raw(child), None);
+            return Err(Error::Init(e));
+        }
+        Some(other) => return Err(Error::Init(format!("exec: unexpected {other:?}"))),
+    }
+    if let Some(pf) = &opts.pid_file {
+        super::create::write_pid_file(pf, child)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    super::run::wait_forwarding(&set, child)
+}
+
+fn child_main(
+    sys: &dyn Sys,
+    plan: &ProcessPlan,
+    ns: &[(CloneFlags, OwnedFd)],
+    chan: &Channel,
+) -> ! {
+    let err = match child_setup(sys, plan, ns, chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error(err.to_string()));
+    // SAFETY: _exit ends this copy of phantom without running its
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+fn child_setup(
+    sys: &dyn Sys,
+    plan: &ProcessPlan,
+    ns: &[(CloneFlags, OwnedFd)],
+    chan: &Channel,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    match chan.recv()? {
+        Some(Msg::Go(_)) => {}
+        // SAFETY: the parent gave up; leave without running destructors.
+        _ => unsafe { libc::_exit(1) },
+    }
+    for (flag, fd) in ns {
+        if *flag == CloneFlags::CLONE_NEWPID {
+            continue; // entered by the parent for the fork
+        }
+        sys.setns(fd.as_raw_fd(), *flag)
+            .ctx(|| format!("join the container's {flag:?} namespace"))?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir / in the container".into())?;
+    let program = crate::process::setup::prepare(sys, plan)?;
+    let args = plan.process.args().clone().unwrap_or_default();
+    crate::process::setup::seal_fds(plan, &[chan.raw()])?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    crate::process::setup::exec(&program, &args, &plan.env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_overrides_the_container_process() {
+        let spec = crate::spec::parse(
+            br#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"env":["PATH=/bin","A=1"],
+            "user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_KILL"]}}}"#,
+        )
+        .unwrap();
+        let a = ExecArgs {
+            args: vec!["id".into()],
+            env: vec![("A".into(), "2".into()), ("B".into(), "3".into())],
+            cwd: Some("/tmp".into()),
+            user: Some((1000, Some(100))),
+            caps: vec!["CAP_CHOWN".into()],
+            tty: true,
+            ..Default::default()
+        };
+        let p = exec_process(spec.process().as_ref(), &a).unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &vec!["id".to_string()]);
+        assert_eq!(
+            p.env().as_ref().unwrap(),
+            &vec!["PATH=/bin".to_string(), "A=2".into(), "B=3".into()]
+        );
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+        assert_eq!(p.terminal(), Some(true));
+        let bounding = p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert!(bounding.contains(&Capability::Chown) && bounding.contains(&Capability::Kill));
+        assert!(exec_process(None, &ExecArgs::default()).is_err());
+        let bad = ExecArgs {
+            args: vec!["x".into()],
+            caps: vec!["CAP_BOGUS".into()],
+            ..Default::default()
+        };
+        assert!(exec_process(None, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("CAP_BOGUS"));
+    }
+}

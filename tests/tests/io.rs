@@ -287,3 +287,24 @@ fn terminal_without_console_socket_fails_create() {
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(!rt.try_state(&id).status.success());
 }
+
+/// `run` in the foreground with `terminal: true` and no console socket
+/// gives the program a terminal of its own (runc proxies one too) and
+/// passes its exit status through. runc only does this when its caller
+/// has a terminal (it opens /dev/tty), so this is checked for phantom only.
+#[test]
+fn run_foreground_proxies_a_terminal() {
+    require_root!();
+    if !phantom_tests::runtime_binary().ends_with("phantom") {
+        eprintln!("skipped: phantom-specific (runc needs a controlling terminal)");
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::sh("tty; test -t 0 && echo stdin-is-tty; exit 4")
+        .with(|c| c["process"]["terminal"] = json!(true));
+    let out = rt.run_bundle(&b);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{}", describe(&out));
+    assert!(text.contains("stdin-is-tty"), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+}

@@ -15,5 +15,6 @@ pub mod rootfs;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod tty_proxy;
 
 pub use error::{Error, Result};

@@ -98,6 +98,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     pid_file: a.pid_file.clone(),
                     no_pivot: a.no_pivot,
                     preserve_fds: a.preserve_fds,
+                    console_fd: None,
                 },
             )?;
             Ok(0)
@@ -132,6 +133,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         pid_file: a.pid_file.clone(),
                         no_pivot: a.no_pivot,
                         preserve_fds: a.preserve_fds,
+                        console_fd: None,
                     },
                     detach: a.detach,
                     keep: a.keep,

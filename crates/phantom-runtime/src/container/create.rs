@@ -23,6 +23,9 @@ pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (`run` keeps the other end and
+    /// proxies the terminal itself); used instead of `console_socket`.
+    pub console_fd: Option<std::os::fd::RawFd>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
@@ -117,7 +120,10 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
     ns.clone_flags.remove(CloneFlags::CLONE_NEWCGROUP);
     let new_userns = ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
 
-    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+    if process.terminal().unwrap_or(false)
+        && opts.console_socket.is_none()
+        && opts.console_fd.is_none()
+    {
         return Err(Error::config(
             "process.terminal",
             "true, but no --console-socket was given to receive the terminal",
@@ -278,7 +284,7 @@ fn create_reserved(
         Some(p) => Some(crate::console::connect(p)?),
         None => None,
     };
-    plan.process.console_socket = console.as_ref().map(|c| c.as_raw_fd());
+    plan.process.console_socket = console.as_ref().map(|c| c.as_raw_fd()).or(opts.console_fd);
 
     let (parent_end, child_end) = channel::pair()?;
     let pid = spawn_init(&plan, parent_end, child_end, child)?;

@@ -4,6 +4,7 @@
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::os::fd::AsRawFd;
 
 use crate::error::{Result, SysContext};
 use crate::state::StateStore;
@@ -50,13 +51,38 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
-    let state = super::create(store, &opts.create)?;
+    // A terminal with nobody to hand it to: proxy it ourselves, as runc does.
+    let needs_tty = opts.create.console_socket.is_none()
+        && crate::spec::bundle_dir(&opts.create.bundle)
+            .and_then(|b| crate::spec::load(&b))
+            .is_ok_and(|s| {
+                s.process()
+                    .as_ref()
+                    .and_then(|p| p.terminal())
+                    .unwrap_or(false)
+            });
+    let pair = if needs_tty {
+        Some(crate::tty_proxy::console_pair()?)
+    } else {
+        None
+    };
+    let mut create_opts = opts.create.clone();
+    create_opts.console_fd = pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+    let state = super::create(store, &create_opts)?;
     let pid = state.pid.unwrap_or(0);
+    let master = match &pair {
+        Some((ours, _)) => Some(crate::tty_proxy::receive_master(ours)?),
+        None => None,
+    };
+    drop(pair);
     if let Err(e) = super::start(store, id) {
         let _ = super::delete(store, id, true);
         return Err(e);
     }
-    let code = wait_forwarding(&set, pid)?;
+    let code = match master {
+        Some(m) => crate::tty_proxy::proxy(&set, pid, m)?,
+        None => wait_forwarding(&set, pid)?,
+    };
     if !opts.keep {
         super::delete(store, id, true)?;
     }

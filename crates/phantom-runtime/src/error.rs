@@ -47,6 +47,11 @@ pub enum Error {
 
     #[error("{0}")]
     Unsupported(String),
+
+    /// A seccomp profile that cannot be compiled or loaded; the message
+    /// names the field (`linux.seccomp.syscalls[3].action`).
+    #[error("{0}")]
+    Seccomp(String),
 }
 
 impl Error {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod exe_guard;
 pub mod hooks;
 pub mod namespaces;
+pub mod phase;
 pub mod proc_info;
 pub mod process;
 pub mod rootfs;

@@ -77,6 +77,9 @@ pub struct ContainerState {
     /// The container's `process`, the defaults of `exec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<oci_spec::runtime::Process>,
+    /// `linux.seccomp`: `exec` joins the container under the same filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 impl ContainerState {
@@ -366,6 +369,7 @@ mod tests {
             own_pid_ns: true,
             hooks: None,
             process: None,
+            seccomp: None,
         };
         store.save(&st).unwrap();
         assert_eq!(store.ids().unwrap(), vec!["c1".to_string()]);

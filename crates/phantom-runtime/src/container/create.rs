@@ -56,9 +56,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         )))
     };
     let linux = spec.linux().as_ref().expect("validated");
-    if linux.seccomp().is_some() {
-        return no("linux.seccomp", "loading a seccomp filter");
-    }
     if let Some(r) = linux.resources() {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
@@ -99,6 +96,18 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         return no("process.scheduler", "setting the scheduler");
     }
     Ok(())
+}
+
+/// Compile `linux.seccomp` to BPF (no libseccomp: tens of microseconds).
+pub(crate) fn compile_seccomp(
+    s: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> Result<Option<phantom_policy::CompiledFilter>> {
+    let Some(s) = s else { return Ok(None) };
+    let f = phantom_policy::compile_oci(s).map_err(|e| Error::Seccomp(e.to_string()))?;
+    for w in f.warnings() {
+        tracing::debug!("linux.seccomp: {w}");
+    }
+    Ok(Some(f))
 }
 
 /// The parts of the plan that need no fds: built before any state exists,
@@ -186,6 +195,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             console_socket: None,
             extra_fds: listen + opts.preserve_fds,
             bind_console: true,
+            seccomp: compile_seccomp(linux.seccomp().as_ref())?,
         },
         state_dir: -1,
         runtime_hooks: spec.hooks().as_ref().is_some_and(|h| {
@@ -198,11 +208,13 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
 
 /// Create the container; returns its state (status `created`).
 pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState> {
+    let mut phases = crate::phase::Phases::start("create");
     crate::state::validate_id(&opts.id)?;
     let bundle = crate::spec::bundle_dir(&opts.bundle)?;
     let spec = crate::spec::load(&bundle)?;
     let rootfs = crate::spec::validate(&spec, &bundle)?;
     let plan = resolve(&spec, &bundle, &rootfs, opts)?;
+    phases.mark("parse");
 
     let lock = store.reserve(&opts.id)?;
     let mut child: Option<i32> = None;
@@ -223,6 +235,7 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState
         }
         let _ = store.remove(&opts.id);
     }
+    phases.mark("setup");
     drop(lock);
     res
 }
@@ -277,6 +290,7 @@ fn create_reserved(
             .contains(CloneFlags::CLONE_NEWPID),
         hooks: spec.hooks().clone(),
         process: spec.process().clone(),
+        seccomp: linux_seccomp(spec),
     };
     store.save(&state)?;
 
@@ -287,7 +301,9 @@ fn create_reserved(
     plan.process.console_socket = console.as_ref().map(|c| c.as_raw_fd()).or(opts.console_fd);
 
     let (parent_end, child_end) = channel::pair()?;
+    tracing::debug!("clone");
     let pid = spawn_init(&plan, parent_end, child_end, child)?;
+    tracing::debug!("cloned");
 
     state.pid = Some(pid.0);
     state.init_start_time = crate::proc_info::start_time(pid.0);
@@ -433,4 +449,8 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     f.write_all(pid.to_string().as_bytes())
         .map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write pid file", path, e))
+}
+
+fn linux_seccomp(spec: &Spec) -> Option<oci_spec::runtime::LinuxSeccomp> {
+    spec.linux().as_ref().and_then(|l| l.seccomp().clone())
 }

@@ -171,6 +171,7 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
         console_socket: None,
         extra_fds: opts.preserve_fds,
         bind_console: false,
+        seccomp: super::create::compile_seccomp(st.seccomp.as_ref())?,
     };
     let console = match &opts.console_socket {
         Some(path) => Some(crate::console::connect(path)?),
@@ -288,7 +289,7 @@ fn child_setup(
     crate::process::setup::seal_fds(plan, &[chan.raw()])?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    crate::process::setup::exec(&program, &args, &plan.env)
+    crate::process::setup::exec(plan, &program, &args)
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
             .ctx(|| format!("domainname: set {d:?}"))?;
     }
 
+    let mut phases = crate::phase::Phases::start("init");
+    tracing::debug!("init rootfs");
     rootfs::prepare(sys, &plan.rootfs)?;
+    phases.mark("mounts");
     if plan.runtime_hooks {
         // prestart and createRuntime run in the runtime's namespaces, by
         // the parent, now that ours exist (runtime.md "Lifecycle" step 3).
@@ -115,12 +118,15 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         crate::hooks::run_all(h, "createContainer", state.as_bytes())?;
     }
     rootfs::enter(sys, &plan.rootfs)?;
+    phases.mark("pivot_root");
     for (k, v) in &plan.sysctl {
         super::procfs::sysctl(k, v)?;
     }
     rootfs::finish(sys, &plan.rootfs)?;
+    phases.mark("masked and read-only paths");
 
     let program = super::setup::prepare(sys, &plan.process)?;
+    phases.mark("process");
     let args = plan.process.process.args().clone().unwrap_or_default();
     super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
 
@@ -135,7 +141,7 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         }
         None => Ok(()),
     });
-    let err = match started.and_then(|()| super::setup::exec(&program, &args, &plan.process.env)) {
+    let err = match started.and_then(|()| super::setup::exec(&plan.process, &program, &args)) {
         Ok(never) => match never {},
         Err(e) => e,
     };

@@ -26,6 +26,24 @@ pub struct ProcessPlan {
     pub extra_fds: i32,
     /// Bind the terminal onto /dev/console (the container's init only).
     pub bind_console: bool,
+    /// `linux.seccomp`, compiled before the fork.
+    pub seccomp: Option<phantom_policy::CompiledFilter>,
+}
+
+impl ProcessPlan {
+    fn no_new_privs(&self) -> bool {
+        self.process.no_new_privileges().unwrap_or(false)
+    }
+}
+
+/// Load the filter with one seccomp() call.
+fn install_seccomp(p: &ProcessPlan) -> Result<()> {
+    match &p.seccomp {
+        Some(f) => f
+            .install()
+            .map_err(|e| Error::Seccomp(format!("linux.seccomp: {e}"))),
+        None => Ok(()),
+    }
 }
 
 fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
@@ -54,6 +72,13 @@ pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
     }
     super::limits::apply_rlimits(&process.rlimits().clone().unwrap_or_default())?;
 
+    // Without no_new_privs, seccomp() needs CAP_SYS_ADMIN, which the
+    // container usually lacks: load the filter while we still have it (as
+    // runc does); the few calls left (setgroups, setresuid, capset, prctl,
+    // chdir, execve) must then pass it. With no_new_privs it comes last.
+    if !p.no_new_privs() {
+        install_seccomp(p)?;
+    }
     super::caps::drop_bounding(&p.caps)?;
     // As root on the host we write the gid map ourselves, so setgroups is
     // allowed in a new user namespace too.
@@ -134,7 +159,13 @@ fn reset_signals() {
     }
 }
 
-pub fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
+/// execve the program; with no_new_privs the seccomp filter is loaded
+/// right before, as the very last step.
+pub fn exec(p: &ProcessPlan, program: &Path, args: &[String]) -> Result<Infallible> {
+    if p.no_new_privs() {
+        install_seccomp(p)?;
+    }
+    let env = &p.env;
     use std::os::unix::ffi::OsStrExt;
     let c = |s: &str| {
         CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))

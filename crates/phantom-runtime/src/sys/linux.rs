@@ -55,7 +55,13 @@ impl Sys for LinuxSys {
         nix::errno::Errno::result(rc).map(drop)
     }
 
-    fn mknodat(&self, dirfd: RawFd, name: &str, mode: libc::mode_t, dev: libc::dev_t) -> nix::Result<()> {
+    fn mknodat(
+        &self,
+        dirfd: RawFd,
+        name: &str,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+    ) -> nix::Result<()> {
         let c = CString::new(name).map_err(|_| nix::errno::Errno::EINVAL)?;
         // SAFETY: `c` is a valid NUL-terminated name that outlives the call;
         // `dirfd` is owned by the caller.

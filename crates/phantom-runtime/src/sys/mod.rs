@@ -34,7 +34,13 @@ pub trait Sys {
     fn sethostname(&self, name: &str) -> nix::Result<()>;
     fn setdomainname(&self, name: &str) -> nix::Result<()>;
     /// mknod of `name` inside the directory `dirfd` (already resolved in the rootfs).
-    fn mknodat(&self, dirfd: RawFd, name: &str, mode: libc::mode_t, dev: libc::dev_t) -> nix::Result<()>;
+    fn mknodat(
+        &self,
+        dirfd: RawFd,
+        name: &str,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+    ) -> nix::Result<()>;
 }
 
 /// A mount target given as an open file descriptor: the kernel resolves

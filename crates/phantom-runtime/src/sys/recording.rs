@@ -65,7 +65,10 @@ impl Sys for RecordingSys {
         self.push(Call::Umount(target.to_path_buf(), flags))
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
-        self.push(Call::PivotRoot(new_root.to_path_buf(), put_old.to_path_buf()))
+        self.push(Call::PivotRoot(
+            new_root.to_path_buf(),
+            put_old.to_path_buf(),
+        ))
     }
     fn chroot(&self, path: &Path) -> nix::Result<()> {
         self.push(Call::Chroot(path.to_path_buf()))
@@ -82,7 +85,13 @@ impl Sys for RecordingSys {
     fn setdomainname(&self, name: &str) -> nix::Result<()> {
         self.push(Call::Setdomainname(name.to_string()))
     }
-    fn mknodat(&self, _dirfd: RawFd, name: &str, mode: libc::mode_t, dev: libc::dev_t) -> nix::Result<()> {
+    fn mknodat(
+        &self,
+        _dirfd: RawFd,
+        name: &str,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+    ) -> nix::Result<()> {
         self.push(Call::Mknodat(name.to_string(), mode, dev))
     }
 }

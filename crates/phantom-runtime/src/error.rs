@@ -52,6 +52,10 @@ pub enum Error {
     /// names the field (`linux.seccomp.syscalls[3].action`).
     #[error("{0}")]
     Seccomp(String),
+
+    /// A cgroup operation; the message names the field and the file.
+    #[error("{0}")]
+    Cgroup(String),
 }
 
 impl Error {
@@ -86,5 +90,11 @@ pub trait SysContext<T> {
 impl<T> SysContext<T> for nix::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::sys(what(), e))
+    }
+}
+
+impl From<crate::cgroups::CgroupError> for Error {
+    fn from(e: crate::cgroups::CgroupError) -> Self {
+        Error::Cgroup(e.to_string())
     }
 }

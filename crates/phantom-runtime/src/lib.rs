@@ -2,6 +2,7 @@
 //! start, kill, delete, run), namespaces, rootfs and mounts, the container's
 //! init process, and the defences around them.
 
+pub mod cgroups;
 pub mod channel;
 pub mod console;
 pub mod container;

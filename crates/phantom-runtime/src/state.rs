@@ -80,6 +80,10 @@ pub struct ContainerState {
     /// `linux.seccomp`: `exec` joins the container under the same filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's cgroup directories (pause, kill --all, ps, update,
+    /// events and delete reopen them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<crate::cgroups::Cgroup>,
 }
 
 impl ContainerState {
@@ -289,7 +293,7 @@ impl StateStore {
             (Status::Creating, true) => Status::Creating,
             (_, false) => Status::Stopped,
             (_, true) => {
-                if crate::proc_info::is_frozen(state.pid.unwrap_or(0)) {
+                if state.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
                     Status::Paused
                 } else if self.fifo_path(&state.id).exists() {
                     Status::Created
@@ -370,6 +374,7 @@ mod tests {
             hooks: None,
             process: None,
             seccomp: None,
+            cgroup: None,
         };
         store.save(&st).unwrap();
         assert_eq!(store.ids().unwrap(), vec!["c1".to_string()]);

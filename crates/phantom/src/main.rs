@@ -148,11 +148,26 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Exec(a) => exec(&store, a),
-        Command::Ps(_) => not_yet("ps"),
-        Command::Pause(_) => not_yet("pause (needs the cgroup freezer)"),
-        Command::Resume(_) => not_yet("resume (needs the cgroup freezer)"),
-        Command::Update(_) => not_yet("update (needs cgroup limits)"),
-        Command::Events(_) => not_yet("events"),
+        Command::Ps(a) => ps(&store, a),
+        Command::Pause(a) => {
+            container::pause(&store, &a.container_id)?;
+            Ok(0)
+        }
+        Command::Resume(a) => {
+            container::resume(&store, &a.container_id)?;
+            Ok(0)
+        }
+        Command::Update(a) => update(&store, a),
+        Command::Events(a) => {
+            container::events::stream(
+                &store,
+                &a.container_id,
+                std::time::Duration::from_secs(u64::from(a.interval.max(1))),
+                a.stats,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(0)
+        }
         Command::Checkpoint(_) => not_yet("checkpoint"),
     }
 }
@@ -204,6 +219,104 @@ fn exec(store: &StateStore, a: &liboci_cli::Exec) -> Result<i32> {
         },
     )?;
     Ok(code)
+}
+
+fn ps(store: &StateStore, a: &liboci_cli::Ps) -> Result<i32> {
+    let pids = container::ps::pids(store, &a.container_id)?;
+    match a.format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            let args: Vec<String> = if a.ps_options.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                a.ps_options.clone()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("ps: cannot run ps")?;
+            if !out.status.success() {
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{}", container::ps::filter_ps_output(&text, &pids)?);
+        }
+        other => bail!("--format: unknown format {other:?} (table or json)"),
+    }
+    Ok(0)
+}
+
+fn update(store: &StateStore, a: &liboci_cli::Update) -> Result<i32> {
+    use serde_json::{json, Map, Value};
+    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
+        bail!("update: Intel RDT (--l3-cache-schema, --mem-bw-schema) is not implemented yet");
+    }
+    let mut r: Value = match &a.resources {
+        Some(p) => {
+            let data = if p.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                    .context("--resources -: cannot read stdin")?;
+                v
+            } else {
+                std::fs::read(p)
+                    .with_context(|| format!("--resources: cannot read {}", p.display()))?
+            };
+            serde_json::from_slice(&data).context("--resources: not JSON")?
+        }
+        None => json!({}),
+    };
+    // The flag forms override the file, as in runc.
+    let mut set = |section: &str, key: &str, v: Value| {
+        let obj = r.as_object_mut().expect("resources is an object");
+        obj.entry(section)
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .map(|o| o.insert(key.to_string(), v));
+    };
+    if let Some(v) = a.memory {
+        set("memory", "limit", json!(v));
+    }
+    if let Some(v) = a.memory_reservation {
+        set("memory", "reservation", json!(v));
+    }
+    if let Some(v) = a.memory_swap {
+        set("memory", "swap", json!(v));
+    }
+    if let Some(v) = a.cpu_share {
+        set("cpu", "shares", json!(v));
+    }
+    if let Some(v) = a.cpu_quota {
+        set("cpu", "quota", json!(v));
+    }
+    if let Some(v) = a.cpu_period {
+        set("cpu", "period", json!(v));
+    }
+    if let Some(v) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", json!(v));
+    }
+    if let Some(v) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", json!(v));
+    }
+    if let Some(v) = &a.cpuset_cpus {
+        set("cpu", "cpus", json!(v));
+    }
+    if let Some(v) = &a.cpuset_mems {
+        set("cpu", "mems", json!(v));
+    }
+    if let Some(v) = a.pids_limit {
+        set("pids", "limit", json!(v));
+    }
+    if let Some(v) = a.blkio_weight {
+        set("blockIO", "weight", json!(v));
+    }
+    let resources = container::parse_resources(&serde_json::to_vec(&r)?)?;
+    container::update(store, &a.container_id, &resources)?;
+    Ok(0)
 }
 
 fn list(store: &StateStore, format: &str, quiet: bool) -> Result<i32> {

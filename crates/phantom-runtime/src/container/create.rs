@@ -56,20 +56,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         )))
     };
     let linux = spec.linux().as_ref().expect("validated");
-    if let Some(r) = linux.resources() {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            // Device access rules need a cgroup manager; without one the
-            // container still gets no device nodes but those it is given.
-            o.remove("devices");
-            o.retain(|_, v| {
-                !v.is_null() && v != &serde_json::json!({}) && v != &serde_json::json!([])
-            });
-            if let Some(k) = o.keys().next() {
-                return no(&format!("linux.resources.{k}"), "setting cgroup limits");
-            }
-        }
-    }
     if linux.time_offsets().is_some() {
         return no("linux.timeOffsets", "time namespace offsets");
     }
@@ -216,9 +202,29 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState
     let plan = resolve(&spec, &bundle, &rootfs, opts)?;
     phases.mark("parse");
 
+    // The cgroup is resolved (not created) before anything exists, so a
+    // bad cgroupsPath leaves nothing behind either.
+    let linux = spec.linux().as_ref().expect("validated");
+    let layout = crate::cgroups::Layout::detect()?;
+    let cgroup = crate::cgroups::Cgroup::resolve(
+        &layout,
+        linux.cgroups_path().as_deref().and_then(Path::to_str),
+        &opts.id,
+    )?;
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(crate::cgroups::container_device_rules(linux)));
+
     let lock = store.reserve(&opts.id)?;
     let mut child: Option<i32> = None;
-    let res = create_reserved(store, opts, &spec, &bundle, &rootfs, plan, &mut child);
+    let res = create_reserved(
+        store,
+        opts,
+        &spec,
+        (&bundle, &rootfs),
+        (&cgroup, &resources),
+        plan,
+        &mut child,
+    );
     if res.is_err() {
         // Leave nothing behind: no process, no state directory.
         if let Some(pid) = child {
@@ -233,6 +239,7 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState
                 }
             }
         }
+        let _ = cgroup.destroy();
         let _ = store.remove(&opts.id);
     }
     phases.mark("setup");
@@ -244,8 +251,8 @@ fn create_reserved(
     store: &StateStore,
     opts: &CreateOptions,
     spec: &Spec,
-    bundle: &Path,
-    rootfs: &Path,
+    (bundle, rootfs): (&Path, &Path),
+    (cgroup, resources): (&crate::cgroups::Cgroup, &oci_spec::runtime::LinuxResources),
     mut plan: InitPlan,
     child: &mut Option<i32>,
 ) -> Result<ContainerState> {
@@ -291,8 +298,12 @@ fn create_reserved(
         hooks: spec.hooks().clone(),
         process: spec.process().clone(),
         seccomp: linux_seccomp(spec),
+        cgroup: Some(cgroup.clone()),
     };
     store.save(&state)?;
+    // Limits are in place before init runs its first instruction in there.
+    cgroup.create()?;
+    cgroup.apply(resources)?;
 
     let console = match &opts.console_socket {
         Some(p) => Some(crate::console::connect(p)?),
@@ -310,6 +321,7 @@ fn create_reserved(
     store.save(&state)?;
 
     let parent_end = pid.1;
+    cgroup.add_pid(pid.0)?;
     if plan.new_userns {
         write_id_maps(pid.0, spec)?;
     }

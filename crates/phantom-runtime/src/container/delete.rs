@@ -31,11 +31,17 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     }
     if let Some(pid) = st.pid {
         if crate::proc_info::is_alive(pid, st.init_start_time) {
-            for p in super::kill::container_pids(pid, st.own_pid_ns) {
+            let pids = match &st.cgroup {
+                Some(cg) => cg.pids().unwrap_or_else(|_| vec![pid]),
+                None => super::kill::container_pids(pid, st.own_pid_ns),
+            };
+            for p in pids {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
             }
-            // A frozen cgroup holds SIGKILL until thawed; we cannot thaw
-            // yet (no cgroup manager), so wait boundedly.
+            // A frozen cgroup holds SIGKILL until it is thawed.
+            if let Some(cg) = st.cgroup.as_ref().filter(|c| c.is_frozen()) {
+                let _ = cg.thaw();
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while crate::proc_info::is_alive(pid, st.init_start_time) {
                 if Instant::now() > deadline {
@@ -51,6 +57,9 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+    }
+    if let Some(cg) = &st.cgroup {
+        cg.destroy()?;
     }
     store.remove(id)?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().clone()) {

@@ -38,7 +38,11 @@ pub fn kill(store: &StateStore, id: &str, signal: Signal, all: bool) -> Result<(
     }
     let pid = st.pid.unwrap_or(0);
     if all {
-        for p in container_pids(pid, st.own_pid_ns) {
+        let pids = match &st.cgroup {
+            Some(cg) => cg.pids()?,
+            None => container_pids(pid, st.own_pid_ns),
+        };
+        for p in pids {
             let _ = nix::sys::signal::kill(Pid::from_raw(p), signal);
         }
         return Ok(());

@@ -16,6 +16,9 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
         Err(Error::NotFound(_)) if force && store.dir(id).is_dir() => {
             return store.remove(id);
         }
+        // Like runc: forcing the delete of a container that is already gone
+        // succeeds (containerd's shim follows every delete with one).
+        Err(Error::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e),
     };
     let mut st = store.load(id)?;

@@ -225,6 +225,15 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
         return Err(Error::Init(format!("fork for exec: {clone_err}")));
     }
     let child = child as i32;
+    // The container's limits apply to what runs in it (and `ps`, `kill
+    // --all`, pause see it) from before its first instruction.
+    if let Some(cg) = &st.cgroup {
+        if let Err(e) = cg.add_pid(child) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(child), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(child), None);
+            return Err(e.into());
+        }
+    }
     parent_end.send(&Msg::Go(String::new()))?;
     match parent_end.recv()? {
         // The sync socket is close-on-exec: EOF means the program runs.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use phantom_tests::{
     assert_success, describe, pid_alive, require_root, stderr, stdout, wait_until, Bundle, Runtime,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -492,4 +492,44 @@ fn find_named(dir: &Path, name: &str) -> bool {
         e.file_name() == name
             || (e.file_type().is_ok_and(|t| t.is_dir()) && find_named(&e.path(), name))
     })
+}
+
+/// A `create` killed halfway (here: while a createRuntime hook runs)
+/// leaves a container that `delete --force` removes completely: no state,
+/// no process, no cgroup.
+#[test]
+fn delete_force_cleans_up_after_a_killed_create() {
+    require_root!();
+    let rt = Runtime::new();
+    let id = rt.id("killedcreate");
+    let marker = tempfile::tempdir().unwrap();
+    let started = marker.path().join("hook-started");
+    let b = Bundle::sh("sleep 1000").with(|c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh",
+            "args": ["sh", "-c", format!("touch {}; exec sleep 30", started.display())]}]});
+    });
+    rt.prepare(&id, &b);
+    let mut create = rt.command(&["create", "--bundle", &b.path().display().to_string(), &id]);
+    create
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    assert!(wait_until(WAIT, || started.exists()), "the hook never ran");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The state directory may or may not be there; either way, after
+    // delete --force nothing of the container is left.
+    let out = rt.try_delete(&id, true);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!rt.try_state(&id).status.success());
+    assert!(!rt.root().join(&id).exists());
+    let cg = phantom_tests::cgroup_dirs(&format!("{}/{id}", phantom_tests::CGROUP_PARENT));
+    assert!(
+        wait_until(WAIT, || phantom_tests::cgroup_dirs(&format!(
+            "{}/{id}",
+            phantom_tests::CGROUP_PARENT
+        ))
+        .is_empty()),
+        "cgroups left: {cg:?}"
+    );
 }

@@ -24,7 +24,16 @@ const MARKER: &str = "_PHANTOM_EXE_SEALED";
 
 /// True if this process's binary cannot be opened for writing.
 pub fn is_sealed() -> bool {
-    statvfs("/proc/self/exe").is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY))
+    if statvfs("/proc/self/exe").is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY)) {
+        return true;
+    }
+    // A sealed memfd copy cannot be written either.
+    std::fs::File::open("/proc/self/exe").is_ok_and(|f| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd we own, integer result.
+        let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
+        seals > 0 && seals & libc::F_SEAL_WRITE != 0
+    })
 }
 
 /// Make sure the running binary is on a read-only mount, re-executing
@@ -37,6 +46,9 @@ pub fn ensure_sealed() -> Result<()> {
         return Err(Error::Init(
             "could not run phantom from a read-only mount of itself (CVE-2019-5736 guard)".into(),
         ));
+    }
+    if std::env::var_os("PHANTOM_EXE_GUARD").is_some_and(|v| v == "memfd") {
+        return reexec_memfd();
     }
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Error::io("cannot resolve", "/proc/self/exe", e))?;
@@ -90,4 +102,65 @@ pub fn ensure_sealed() -> Result<()> {
         format!("re-exec {} read-only", exe.display()),
         e,
     ))
+}
+
+/// The other way to the same end: a sealed in-memory copy of the binary.
+/// Kept to measure against the read-only bind (`PHANTOM_EXE_GUARD=memfd`).
+fn reexec_memfd() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let src = std::fs::File::open("/proc/self/exe")
+        .map_err(|e| Error::io("cannot open", "/proc/self/exe", e))?;
+    let len = src
+        .metadata()
+        .map_err(|e| Error::io("cannot stat", "/proc/self/exe", e))?
+        .len();
+    let memfd = nix::sys::memfd::memfd_create(
+        c"phantom",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .ctx(|| "memfd_create".into())?;
+    let mut off = 0u64;
+    while off < len {
+        // SAFETY: both fds are valid for the call; no memory is passed.
+        let n = unsafe {
+            libc::sendfile(
+                memfd.as_raw_fd(),
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                (len - off) as usize,
+            )
+        };
+        if n <= 0 {
+            return Err(Error::io(
+                "cannot copy",
+                "/proc/self/exe",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        off += n as u64;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our memfd with an integer argument.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(Error::io(
+            "cannot seal",
+            "memfd",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()).expect("argv has no NUL"))
+        .collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != "PHANTOM_EXE_GUARD")
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            CString::new(b).expect("env has no NUL")
+        })
+        .collect();
+    env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
+    let e = nix::unistd::fexecve(&memfd, &args, &env).unwrap_err();
+    Err(Error::sys("re-exec from a sealed memfd", e))
 }

@@ -31,6 +31,10 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
 }
 
+/// Annotation a sandbox profile sets to choose its mode (`direct`,
+/// `sandbox`, `hardened`).
+pub const MODE_ANNOTATION: &str = "run.phantom.mode";
+
 /// Socket-activation fds handed to us (systemd's LISTEN_FDS protocol):
 /// passed on to the container as runc does.
 fn listen_fds() -> i32 {
@@ -104,7 +108,20 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
     let process = spec.process().clone().expect("validated");
     let ns_list = linux.namespaces().clone().unwrap_or_default();
     let mut ns = namespaces::plan(&ns_list)?;
-    if !ns.has(LinuxNamespaceType::Mount) {
+    // `direct` mode (annotation run.phantom.mode, set by sandbox profiles)
+    // keeps the host's filesystem and namespaces: no rootfs is set up.
+    let direct = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(MODE_ANNOTATION))
+        .is_some_and(|m| m == "direct");
+    if direct && !ns.clone_flags.is_empty() {
+        return Err(Error::config(
+            "annotations.run.phantom.mode",
+            "direct mode takes no new namespaces",
+        ));
+    }
+    if !direct && !ns.has(LinuxNamespaceType::Mount) {
         return Err(Error::config(
             "linux.namespaces",
             "a mount namespace is required (phantom never mounts in the host's)",
@@ -153,7 +170,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
     Ok(InitPlan {
         new_cgroupns,
         new_userns,
-        rootfs: RootfsPlan {
+        rootfs: (!direct).then(|| RootfsPlan {
             rootfs: rootfs.to_path_buf(),
             bundle: bundle.to_path_buf(),
             mounts: spec.mounts().clone().unwrap_or_default(),
@@ -169,7 +186,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             new_cgroupns,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
-        },
+        }),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         sysctl,

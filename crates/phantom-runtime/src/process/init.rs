@@ -27,7 +27,9 @@ pub struct InitPlan {
     pub namespaces: NamespacePlan,
     pub new_cgroupns: bool,
     pub new_userns: bool,
-    pub rootfs: RootfsPlan,
+    /// None in `direct` mode: the process keeps the host's filesystem,
+    /// confined by Landlock and seccomp only.
+    pub rootfs: Option<RootfsPlan>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
@@ -100,7 +102,9 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
 
     let mut phases = crate::phase::Phases::start("init");
     tracing::debug!("init rootfs");
-    rootfs::prepare(sys, &plan.rootfs)?;
+    if let Some(r) = &plan.rootfs {
+        rootfs::prepare(sys, r)?;
+    }
     phases.mark("mounts");
     if plan.runtime_hooks {
         // prestart and createRuntime run in the runtime's namespaces, by
@@ -117,12 +121,16 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         // In the container's namespaces, before pivot_root.
         crate::hooks::run_all(h, "createContainer", state.as_bytes())?;
     }
-    rootfs::enter(sys, &plan.rootfs)?;
+    if let Some(r) = &plan.rootfs {
+        rootfs::enter(sys, r)?;
+    }
     phases.mark("pivot_root");
     for (k, v) in &plan.sysctl {
         super::procfs::sysctl(k, v)?;
     }
-    rootfs::finish(sys, &plan.rootfs)?;
+    if let Some(r) = &plan.rootfs {
+        rootfs::finish(sys, r)?;
+    }
     phases.mark("masked and read-only paths");
 
     let program = super::setup::prepare(sys, &plan.process)?;

@@ -13,7 +13,6 @@ use nix::sys::socket::{
 };
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use crate::error::{Error, Result, SysContext};
 
@@ -99,7 +98,13 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) {
 
 /// Copy stdio <-> master until `pid` exits; forward the signals in `set`
 /// (blocked by the caller) and return `pid`'s exit status.
-pub fn proxy(set: &SigSet, pid: i32, master: OwnedFd) -> Result<i32> {
+pub(crate) fn proxy(
+    set: &SigSet,
+    pid: i32,
+    master: OwnedFd,
+    w: &crate::container::run::Waiting<'_>,
+) -> Result<i32> {
+    let mut timed_out = false;
     let _raw = RawMode::enter();
     copy_winsize(master.as_raw_fd());
     let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).ctx(|| "signalfd".into())?;
@@ -116,7 +121,18 @@ pub fn proxy(set: &SigSet, pid: i32, master: OwnedFd) -> Result<i32> {
         if stdin_open {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
-        let timeout = if status.is_some() { 50u16 } else { u16::MAX };
+        let timeout = match (status.is_some(), w.deadline.filter(|_| !timed_out)) {
+            (true, _) => 50u16,
+            (false, Some(d)) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    (w.kill_all)();
+                    timed_out = true;
+                }
+                left.as_millis().clamp(1, u128::from(u16::MAX - 1)) as u16
+            }
+            (false, None) => u16::MAX,
+        };
         match poll(&mut fds, PollTimeout::from(timeout)) {
             Ok(0) => break, // child gone and output drained
             Ok(_) => {}
@@ -161,13 +177,19 @@ pub fn proxy(set: &SigSet, pid: i32, master: OwnedFd) -> Result<i32> {
                         }
                     },
                     Some(Signal::SIGWINCH) => copy_winsize(master.as_raw_fd()),
-                    Some(s) => {
-                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), s);
-                    }
+                    Some(s) => w.deliver(s, pid),
                     None => {}
                 }
             }
         }
     }
-    status.ok_or_else(|| Error::Init("the container's terminal closed before it exited".into()))
+    status
+        .map(|s| {
+            if timed_out {
+                crate::container::run::TIMEOUT_STATUS
+            } else {
+                s
+            }
+        })
+        .ok_or_else(|| Error::Init("the container's terminal closed before it exited".into()))
 }

@@ -137,6 +137,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     },
                     detach: a.detach,
                     keep: a.keep,
+                    timeout: None,
+                    interrupt_kills: false,
                 },
             )?;
             Ok(code)

@@ -250,7 +250,12 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    super::run::wait_forwarding(&set, child)
+    let waiting = super::run::Waiting {
+        deadline: None,
+        interrupt_kills: false,
+        kill_all: Box::new(|| {}),
+    };
+    super::run::wait_forwarding(&set, child, &waiting)
 }
 
 fn child_main(

@@ -5,6 +5,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, SysContext};
 use crate::state::StateStore;
@@ -16,6 +17,24 @@ pub struct RunOptions {
     pub create: CreateOptions,
     pub detach: bool,
     pub keep: bool,
+    /// Kill every process of the container after this long; the exit
+    /// status is then 124, as timeout(1) has it.
+    pub timeout: Option<Duration>,
+    /// INT, TERM, HUP and QUIT kill the whole container instead of being
+    /// forwarded (a sandboxed program is pid 1, which ignores signals it
+    /// has no handler for, so Ctrl-C would otherwise do nothing).
+    pub interrupt_kills: bool,
+}
+
+/// Exit status after `--timeout` fired.
+pub const TIMEOUT_STATUS: i32 = 124;
+
+/// How the foreground wait treats time and signals.
+pub(crate) struct Waiting<'a> {
+    pub deadline: Option<Instant>,
+    pub interrupt_kills: bool,
+    /// The container, to kill all of its processes.
+    pub kill_all: Box<dyn Fn() + 'a>,
 }
 
 pub(crate) const FORWARDED: [Signal; 7] = [
@@ -79,9 +98,25 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
         let _ = super::delete(store, id, true);
         return Err(e);
     }
+    let kill_all = || {
+        if let Ok(st) = store.load(id) {
+            let pids = match &st.cgroup {
+                Some(cg) => cg.pids().unwrap_or_default(),
+                None => super::kill::container_pids(pid, st.own_pid_ns),
+            };
+            for p in pids.into_iter().chain(std::iter::once(pid)) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+    };
+    let waiting = Waiting {
+        deadline: opts.timeout.map(|t| Instant::now() + t),
+        interrupt_kills: opts.interrupt_kills,
+        kill_all: Box::new(kill_all),
+    };
     let code = match master {
-        Some(m) => crate::tty_proxy::proxy(&set, pid, m)?,
-        None => wait_forwarding(&set, pid)?,
+        Some(m) => crate::tty_proxy::proxy(&set, pid, m, &waiting)?,
+        None => wait_forwarding(&set, pid, &waiting)?,
     };
     if !opts.keep {
         super::delete(store, id, true)?;
@@ -91,11 +126,21 @@ pub fn run(store: &StateStore, opts: &RunOptions) -> Result<i32> {
 
 /// Forward the blocked signals in `set` to `pid`, reap children, and
 /// return `pid`'s exit status (128+N if killed by signal N).
-pub(crate) fn wait_forwarding(set: &SigSet, pid: i32) -> Result<i32> {
+pub(crate) fn wait_forwarding(set: &SigSet, pid: i32, w: &Waiting<'_>) -> Result<i32> {
+    let mut timed_out = false;
     loop {
-        let sig = set.wait().ctx(|| "wait for signals".into())?;
+        let sig = match w.deadline.filter(|_| !timed_out) {
+            None => Some(set.wait().ctx(|| "wait for signals".into())?),
+            Some(d) => timed_wait(set, d.saturating_duration_since(Instant::now()))?,
+        };
+        let Some(sig) = sig else {
+            // The deadline passed: kill everything, then reap as usual.
+            (w.kill_all)();
+            timed_out = true;
+            continue;
+        };
         if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            w.deliver(sig, pid);
             continue;
         }
         let mut done = None;
@@ -110,7 +155,41 @@ pub(crate) fn wait_forwarding(set: &SigSet, pid: i32) -> Result<i32> {
             }
         }
         if let Some(c) = done {
-            return Ok(c);
+            return Ok(if timed_out { TIMEOUT_STATUS } else { c });
         }
     }
+}
+
+impl Waiting<'_> {
+    /// A signal that arrived for the container.
+    pub(crate) fn deliver(&self, sig: Signal, pid: i32) {
+        let interrupt = matches!(
+            sig,
+            Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+        );
+        if self.interrupt_kills && interrupt {
+            (self.kill_all)();
+        } else {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+/// sigtimedwait: the next signal of `set`, or None once `left` is over.
+fn timed_wait(set: &SigSet, left: Duration) -> Result<Option<Signal>> {
+    let ts = libc::timespec {
+        tv_sec: left.as_secs() as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` and `ts` are valid for the call; no siginfo is wanted.
+    let rc = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    if rc < 0 {
+        let e = nix::errno::Errno::last();
+        return match e {
+            nix::errno::Errno::EAGAIN => Ok(None),
+            nix::errno::Errno::EINTR => Ok(Some(Signal::SIGCHLD)),
+            e => Err(crate::error::Error::sys("wait for signals", e)),
+        };
+    }
+    Ok(Signal::try_from(rc).ok())
 }

@@ -99,6 +99,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     no_pivot: a.no_pivot,
                     preserve_fds: a.preserve_fds,
                     console_fd: None,
+                    no_new_keyring: a.no_new_keyring,
                 },
             )?;
             Ok(0)
@@ -134,6 +135,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         no_pivot: a.no_pivot,
                         preserve_fds: a.preserve_fds,
                         console_fd: None,
+                        no_new_keyring: a.no_new_keyring,
                     },
                     detach: a.detach,
                     keep: a.keep,

@@ -29,6 +29,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// Keep the caller's session keyring (runc's --no-new-keyring).
+    pub no_new_keyring: bool,
 }
 
 /// Annotation a sandbox profile sets to choose its mode (`direct`,
@@ -206,6 +208,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
                 || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
         }),
         hooks: spec.hooks().clone(),
+        session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
     })
 }
 

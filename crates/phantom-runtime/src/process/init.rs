@@ -38,6 +38,10 @@ pub struct InitPlan {
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// prestart or createRuntime hooks exist: stop for the parent to run them.
     pub runtime_hooks: bool,
+    /// Join a new session keyring named after the container, so keys of the
+    /// caller's session are not reachable (runc's default; off with
+    /// `--no-new-keyring`).
+    pub session_keyring: Option<String>,
 }
 
 /// Entry point of the child after the clone. Never returns.
@@ -87,6 +91,9 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
             .ctx(|| "setresuid(0) in the new user namespace (is uid 0 mapped?)".into())?;
     }
     crate::namespaces::join_all(sys, &plan.namespaces)?;
+    if let Some(name) = &plan.session_keyring {
+        join_session_keyring(name)?;
+    }
     if plan.new_cgroupns {
         // After the parent placed us in our cgroup, so that is the ns root.
         sys.unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -182,4 +189,18 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
     Ok(())
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh, empty session
+/// keyring. A kernel without keyrings (ENOSYS) is fine, as for runc.
+fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| Error::Init(format!("keyring name {name:?} contains NUL")))?;
+    // SAFETY: keyctl reads the NUL-terminated name, which outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    match nix::errno::Errno::result(rc) {
+        Ok(_) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
+        Err(e) => Err(Error::sys(format!("join a new session keyring {name}"), e)),
+    }
 }

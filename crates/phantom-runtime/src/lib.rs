@@ -14,6 +14,7 @@ pub mod phase;
 pub mod proc_info;
 pub mod process;
 pub mod rootfs;
+pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod sys;

@@ -338,7 +338,7 @@ fn list(store: &StateStore, format: &str, quiet: bool) -> Result<i32> {
             writeln!(out, "{}", serde_json::to_string(&v)?)?;
         }
         "table" => {
-            let rows: Vec<[String; 6]> = all
+            let rows: Vec<[String; 7]> = all
                 .iter()
                 .map(|s| {
                     [
@@ -348,11 +348,19 @@ fn list(store: &StateStore, format: &str, quiet: bool) -> Result<i32> {
                         s.bundle.display().to_string(),
                         s.created.clone(),
                         s.owner.clone(),
+                        // Sandboxes made from a profile say which; OCI containers "-".
+                        s.annotations
+                            .get(phantom_runtime::sandbox::PROFILE)
+                            .cloned()
+                            .unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
-            let mut w = [0usize; 6];
+            let head = [
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", "PROFILE",
+            ]
+            .map(String::from);
+            let mut w = [0usize; 7];
             for r in std::iter::once(&head).chain(rows.iter()) {
                 for (i, c) in r.iter().enumerate() {
                     w[i] = w[i].max(c.len());

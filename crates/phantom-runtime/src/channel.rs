@@ -17,6 +17,8 @@ use crate::error::{Error, Result, SysContext};
 pub enum Msg {
     Go(String),
     Hooks,
+    /// Stage one of a two-stage init: the pid of the real init.
+    Pid(i32),
     Ready,
     Error(String),
 }
@@ -30,6 +32,7 @@ impl Msg {
                 v
             }
             Msg::Hooks => b"H".to_vec(),
+            Msg::Pid(p) => format!("P{p}").into_bytes(),
             Msg::Ready => b"R".to_vec(),
             Msg::Error(e) => {
                 let mut v = b"E".to_vec();
@@ -43,6 +46,11 @@ impl Msg {
         match b.first()? {
             b'G' => Some(Msg::Go(String::from_utf8_lossy(&b[1..]).into_owned())),
             b'H' => Some(Msg::Hooks),
+            b'P' => std::str::from_utf8(&b[1..])
+                .ok()?
+                .parse()
+                .ok()
+                .map(Msg::Pid),
             b'R' => Some(Msg::Ready),
             b'E' => Some(Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned())),
             _ => None,

@@ -43,6 +43,10 @@ pub struct NamespacePlan {
     pub join_pid: Option<PathBuf>,
     /// Joined by init after the clone, user namespace first.
     pub join: Vec<Join>,
+    /// A user namespace joined by path. New namespaces must then be owned
+    /// by it, so they cannot come from the clone: init joins it, unshares
+    /// them, and forks once more for a new pid namespace (two stages).
+    pub join_user: Option<PathBuf>,
 }
 
 impl NamespacePlan {
@@ -57,6 +61,7 @@ impl NamespacePlan {
         self.has_new(t)
             || self.join.iter().any(|j| j.kind == t)
             || (t == LinuxNamespaceType::Pid && self.join_pid.is_some())
+            || (t == LinuxNamespaceType::User && self.join_user.is_some())
     }
 }
 
@@ -66,17 +71,14 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NamespacePlan> {
         new_time: false,
         join_pid: None,
         join: Vec::new(),
+        join_user: None,
     };
-    for (i, ns) in namespaces.iter().enumerate() {
+    for ns in namespaces {
         match (ns.typ(), ns.path()) {
             (LinuxNamespaceType::Time, None) => p.new_time = true,
             (t, None) => p.clone_flags |= clone_flag(t),
             (LinuxNamespaceType::Pid, Some(path)) => p.join_pid = Some(path.clone()),
-            (LinuxNamespaceType::User, Some(_)) => {
-                return Err(Error::Unsupported(format!(
-                    "linux.namespaces[{i}]: joining a user namespace by path is not implemented yet"
-                )))
-            }
+            (LinuxNamespaceType::User, Some(path)) => p.join_user = Some(path.clone()),
             (t, Some(path)) => p.join.push(Join {
                 kind: t,
                 path: path.clone(),
@@ -91,6 +93,32 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NamespacePlan> {
 pub fn open_ns(path: &Path) -> Result<OwnedFd> {
     nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys(format!("open namespace {}", path.display()), e))
+}
+
+/// Stage one of a container in a joined user namespace: join it and the
+/// other namespaces given by path, then create the new ones, owned by it.
+/// Returns whether a new pid namespace was unshared (the caller must fork
+/// for it to take effect).
+pub fn enter_joined_user(sys: &dyn Sys, plan: &NamespacePlan, user: &Path) -> Result<bool> {
+    let fd = open_ns(user)?;
+    sys.setns(fd.as_raw_fd(), CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| Error::sys(format!("join user namespace {}", user.display()), e))?;
+    join_all(sys, plan)?;
+    let new = plan.clone_flags - CloneFlags::CLONE_NEWPID;
+    if !new.is_empty() {
+        sys.unshare(new).map_err(|e| {
+            Error::sys(
+                format!("create namespaces {new:?} in the joined user namespace"),
+                e,
+            )
+        })?;
+    }
+    let new_pid = plan.clone_flags.contains(CloneFlags::CLONE_NEWPID);
+    if new_pid {
+        sys.unshare(CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::sys("create a pid namespace in the joined user namespace", e))?;
+    }
+    Ok(new_pid)
 }
 
 /// Join the namespaces given by path (called in init, after the clone).
@@ -177,8 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn user_namespace_by_path_is_refused_clearly() {
-        let e = plan(&[ns(LinuxNamespaceType::User, Some("/proc/1/ns/user"))]).unwrap_err();
-        assert!(e.to_string().contains("not implemented yet"));
+    fn user_namespace_by_path_takes_two_stages() {
+        let p = plan(&[
+            ns(LinuxNamespaceType::User, Some("/proc/1/ns/user")),
+            ns(LinuxNamespaceType::Mount, None),
+        ])
+        .unwrap();
+        assert_eq!(p.join_user, Some(PathBuf::from("/proc/1/ns/user")));
+        assert!(p.join.is_empty());
+        assert!(p.has(LinuxNamespaceType::User) && p.has_new(LinuxNamespaceType::Mount));
     }
 }

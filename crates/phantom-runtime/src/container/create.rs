@@ -184,7 +184,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
                 .unwrap_or(false),
             propagation,
             no_pivot: opts.no_pivot,
-            userns: new_userns,
+            userns: new_userns || ns.join_user.is_some(),
             new_cgroupns,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
@@ -333,8 +333,26 @@ fn create_reserved(
 
     let (parent_end, child_end) = channel::pair()?;
     tracing::debug!("clone");
-    let pid = spawn_init(&plan, parent_end, child_end, child)?;
+    let mut pid = spawn_init(&plan, parent_end, child_end, child)?;
     tracing::debug!("cloned");
+    if plan.namespaces.join_user.is_some() {
+        // Two stages: stage one reports the real init and leaves.
+        match pid.1.recv()? {
+            Some(Msg::Pid(init)) => {
+                if init != pid.0 {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid.0), None);
+                    *child = Some(init);
+                }
+                pid.0 = init;
+            }
+            Some(Msg::Error(e)) => return Err(Error::Init(e)),
+            other => {
+                return Err(Error::Init(format!(
+                    "container init stage one ended without a pid ({other:?})"
+                )))
+            }
+        }
+    }
 
     state.pid = Some(pid.0);
     state.init_start_time = crate::proc_info::start_time(pid.0);
@@ -413,8 +431,14 @@ fn spawn_init(
         None
     };
 
-    let flags =
-        plan.namespaces.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // With a joined user namespace, init creates the new namespaces itself
+    // after joining it (see process::init).
+    let ns_flags = if plan.namespaces.join_user.is_some() {
+        CloneFlags::empty()
+    } else {
+        plan.namespaces.clone_flags
+    };
+    let flags = ns_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy
     // of this single-threaded process and continues on the same stack.
     // Nothing is shared, so no lock can be held by another thread.

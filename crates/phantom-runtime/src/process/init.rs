@@ -65,12 +65,37 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
 }
 
 fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
-    // Die with `phantom create` while it is still setting us up.
-    prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as _,
-        "prctl(PR_SET_PDEATHSIG)",
-    )?;
+    if let Some(user) = &plan.namespaces.join_user {
+        // Stage one: namespaces owned by the joined user namespace, then
+        // (for a new pid namespace) a fork; the child is init, stage one
+        // reports its pid and leaves. init's parent is then the caller's
+        // subreaper, so it cannot use PDEATHSIG: it watches the channel.
+        if crate::namespaces::enter_joined_user(sys, &plan.namespaces, user)? {
+            // SAFETY: fork of this single-threaded process; the child goes
+            // on with the setup below, the parent only reports and exits.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(Error::sys(
+                    "fork init in its pid namespace",
+                    nix::errno::Errno::last(),
+                ));
+            }
+            if pid > 0 {
+                let _ = chan.send(&Msg::Pid(pid));
+                // SAFETY: see `main`.
+                unsafe { libc::_exit(0) }
+            }
+        } else {
+            chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
+        }
+    } else {
+        // Die with `phantom create` while it is still setting us up.
+        prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as _,
+            "prctl(PR_SET_PDEATHSIG)",
+        )?;
+    }
     // Until exec, this process is the phantom binary: keep other processes
     // (in the container) from reaching its memory or /proc/PID/exe.
     prctl(libc::PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")?;
@@ -83,14 +108,17 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
             unsafe { libc::_exit(1) }
         }
     };
-    if plan.new_userns {
-        // Become root of the new user namespace (the maps are written).
+    if plan.new_userns || plan.namespaces.join_user.is_some() {
+        // Become root of the (new or joined) user namespace: files we
+        // create must belong to a uid mapped in it.
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
             .ctx(|| "setresgid(0) in the new user namespace (is gid 0 mapped?)".into())?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .ctx(|| "setresuid(0) in the new user namespace (is uid 0 mapped?)".into())?;
     }
-    crate::namespaces::join_all(sys, &plan.namespaces)?;
+    if plan.namespaces.join_user.is_none() {
+        crate::namespaces::join_all(sys, &plan.namespaces)?;
+    }
     if let Some(name) = &plan.session_keyring {
         join_session_keyring(name)?;
     }
@@ -145,7 +173,9 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     let args = plan.process.process.args().clone().unwrap_or_default();
     super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
 
-    prctl(libc::PR_SET_PDEATHSIG, 0, "prctl(PR_SET_PDEATHSIG)")?;
+    if plan.namespaces.join_user.is_none() {
+        prctl(libc::PR_SET_PDEATHSIG, 0, "prctl(PR_SET_PDEATHSIG)")?;
+    }
     chan.send(&Msg::Ready)?;
 
     // From here on `phantom create` is gone: report on stderr instead.

@@ -45,3 +45,33 @@ install: release
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Podman and containerd drive phantom (or RUNTIME=crun|runc) unchanged: see docs/engines.md.
+RUNTIME ?= phantom
+.PHONY: engines
+engines:
+	integration-tests/setup.sh
+	$(if $(filter phantom,$(RUNTIME)),$(CARGO) build -p phantom)
+	RUNTIME=$(RUNTIME) $(CARGO) test -p phantom-integration-tests --no-fail-fast -- --test-threads=1
+
+# phantom against crun, runc and youki, interleaved; table, results.json and
+# start.svg in target/bench (see docs/bench.md). bench-smoke: a few iterations,
+# exits non-zero if a runtime command failed. As root.
+.PHONY: bench bench-smoke
+bench:
+	benches/bench.sh
+
+bench-smoke:
+	benches/bench.sh --smoke
+
+# OCI runtime-spec conformance (runtime-spec-tests/README.md), as root:
+# `make conformance` (phantom) or `make conformance RUNTIME=crun|runc|/path/to/runtime`.
+# rst-checker runs inside busybox containers, so it is linked statically: musl when
+# that rustup target is installed, else glibc with crt-static (no download needed).
+CHECKER_TARGET ?= $(shell rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && echo x86_64-unknown-linux-musl || echo x86_64-unknown-linux-gnu)
+.PHONY: conformance
+conformance:
+	$(CARGO) build -p phantom
+	$(CARGO) build -p runtime-spec-tests --bin rst
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p runtime-spec-tests --bin rst-checker --target $(CHECKER_TARGET)
+	RUNTIME=$(or $(RUNTIME),phantom) RST_CHECKER=$(CURDIR)/target/$(CHECKER_TARGET)/debug/rst-checker $(CURDIR)/target/debug/rst

@@ -21,6 +21,27 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use crate::error::{Error, Result, SysContext};
 
 const MARKER: &str = "_PHANTOM_EXE_SEALED";
+/// The fd of the caller's mount namespace, kept across the re-exec so that
+/// hooks that must run in the runtime's namespaces still can.
+const HOST_MNTNS: &str = "_PHANTOM_HOST_MNTNS";
+
+/// The mount namespace phantom was started in, when the guard moved it
+/// into a private one (None otherwise: then it is the current one).
+pub fn host_mount_ns() -> Option<std::os::fd::RawFd> {
+    static FD: std::sync::OnceLock<Option<std::os::fd::RawFd>> = std::sync::OnceLock::new();
+    *FD.get_or_init(|| {
+        let fd: std::os::fd::RawFd = std::env::var(HOST_MNTNS).ok()?.parse().ok()?;
+        // Only an inherited namespace fd counts; make it close-on-exec so
+        // no program we start (a container's above all) inherits it.
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        if !link.to_string_lossy().starts_with("mnt:[") {
+            return None;
+        }
+        // SAFETY: fcntl on an fd number we just verified is open.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        Some(fd)
+    })
+}
 
 /// True if this process's binary cannot be opened for writing.
 pub fn is_sealed() -> bool {
@@ -52,6 +73,9 @@ pub fn ensure_sealed() -> Result<()> {
     }
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Error::io("cannot resolve", "/proc/self/exe", e))?;
+    // Deliberately inheritable: the re-executed phantom picks it up.
+    // SAFETY: open of a constant NUL-terminated path; returns an fd or -1.
+    let host_ns = unsafe { libc::open(c"/proc/self/ns/mnt".as_ptr(), libc::O_RDONLY) };
     nix::sched::unshare(CloneFlags::CLONE_NEWNS)
         .ctx(|| "unshare a mount namespace for the read-only binary".into())?;
     // Host mounts still propagate in; nothing of ours propagates out.
@@ -97,6 +121,9 @@ pub fn ensure_sealed() -> Result<()> {
         })
         .collect();
     env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
+    if host_ns >= 0 {
+        env.push(CString::new(format!("{HOST_MNTNS}={host_ns}")).expect("no NUL"));
+    }
     let e = nix::unistd::execve(&prog, &args, &env).unwrap_err();
     Err(Error::sys(
         format!("re-exec {} read-only", exe.display()),

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// errors (`hooks.createRuntime`).
 pub fn run_all(hooks: &[Hook], kind: &str, state: &[u8]) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(h, &format!("hooks.{kind}[{i}]"), state)?;
+        run_one(h, &format!("hooks.{kind}[{i}]"), state, runtime_hook(kind))?;
     }
     Ok(())
 }
@@ -25,13 +25,19 @@ pub fn run_all(hooks: &[Hook], kind: &str, state: &[u8]) -> Result<()> {
 /// Run every hook; a failure is logged and the rest still run.
 pub fn run_all_warn(hooks: &[Hook], kind: &str, state: &[u8]) {
     for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(h, &format!("hooks.{kind}[{i}]"), state) {
+        if let Err(e) = run_one(h, &format!("hooks.{kind}[{i}]"), state, runtime_hook(kind)) {
             tracing::warn!("{e}");
         }
     }
 }
 
-fn run_one(h: &Hook, field: &str, state: &[u8]) -> Result<()> {
+/// Hooks that run in the runtime's namespaces (the others run in the
+/// container's, started by its init).
+fn runtime_hook(kind: &str) -> bool {
+    !matches!(kind, "createContainer" | "startContainer")
+}
+
+fn run_one(h: &Hook, field: &str, state: &[u8], in_runtime_ns: bool) -> Result<()> {
     let path = h.path();
     let args = h.args().clone().unwrap_or_default();
     let mut cmd = Command::new(path);
@@ -43,6 +49,19 @@ fn run_one(h: &Hook, field: &str, state: &[u8]) -> Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(ns) = crate::exe_guard::host_mount_ns().filter(|_| in_runtime_ns) {
+        // phantom itself runs in a private mount namespace (the binary
+        // guard); the hook belongs in the one phantom was started in.
+        // SAFETY: between fork and exec only setns, async-signal-safe, runs.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     for kv in h.env().iter().flatten() {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);

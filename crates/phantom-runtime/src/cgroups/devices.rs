@@ -168,10 +168,11 @@ fn rule(
 /// The rules a container gets at create time, as runc computes them: the
 /// config's `linux.resources.devices`, then runc's always-allowed devices
 /// (mknod of any device; /dev/null, zero, full, random, urandom, tty,
-/// ptmx, pts/*, net/tun), then an allow rule for every `linux.devices`
-/// entry (the spec says those must be usable; runc leaves that to the
-/// engine, crun and youki allow them). Pass the result as
-/// `resources.devices` to [`super::Cgroup::apply`].
+/// ptmx, pts/*, net/tun). `linux.devices` entries get no rule of their
+/// own: as with runc, the config's rules decide access to them (engines
+/// add an allow rule with each device), so a rule that allows only `m`
+/// keeps them unreadable. Pass the result as `resources.devices` to
+/// [`super::Cgroup::apply`].
 pub fn container_device_rules(linux: &Linux) -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut out: Vec<LinuxDeviceCgroup> = linux
@@ -192,15 +193,6 @@ pub fn container_device_rules(linux: &Linux) -> Vec<LinuxDeviceCgroup> {
         rule(true, C, Some(5), Some(2), "rwm"),
         rule(true, C, Some(10), Some(200), "rwm"),
     ]);
-    for d in linux.devices().as_deref().unwrap_or_default() {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => B,
-            LinuxDeviceType::C | LinuxDeviceType::U => C,
-            // FIFOs need no device cgroup permission.
-            _ => continue,
-        };
-        out.push(rule(true, typ, Some(d.major()), Some(d.minor()), "rwm"));
-    }
     out
 }
 
@@ -664,11 +656,12 @@ mod tests {
         assert_eq!(lines[0], "a *:* rwm");
         assert_eq!(lines[1], "c *:* m");
         assert!(lines.contains(&"c 136:* rwm".to_string()));
-        assert_eq!(lines.last().unwrap(), "c 10:229 rwm");
-        assert_eq!(lines.len(), 13);
+        assert_eq!(lines.last().unwrap(), "c 10:200 rwm");
+        assert_eq!(lines.len(), 12);
         let p = device_filter(&parse_rules(&r).unwrap());
         assert_eq!(run(&p, DEV_CHAR, RW, 1, 3), 1);
-        assert_eq!(run(&p, DEV_CHAR, RW, 10, 229), 1);
+        // /dev/fuse is in linux.devices but no rule allows it.
+        assert_eq!(run(&p, DEV_CHAR, RW, 10, 229), 0);
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0);
         assert_eq!(run(&p, DEV_BLOCK, ACC_MKNOD, 8, 0), 1);
     }

@@ -103,24 +103,31 @@ pub fn parse(options: &[String], field: &str) -> Result<MountOptions, String> {
             }
             "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
             | "rnoatime" | "ratime" | "rstrictatime" | "rnodiratime" | "rdiratime" => {
-                let (set, attr) = match opt.as_str() {
-                    "rro" => (true, MOUNT_ATTR_RDONLY),
-                    "rrw" => (false, MOUNT_ATTR_RDONLY),
-                    "rnosuid" => (true, MOUNT_ATTR_NOSUID),
-                    "rsuid" => (false, MOUNT_ATTR_NOSUID),
-                    "rnodev" => (true, MOUNT_ATTR_NODEV),
-                    "rdev" => (false, MOUNT_ATTR_NODEV),
-                    "rnoexec" => (true, MOUNT_ATTR_NOEXEC),
-                    "rexec" => (false, MOUNT_ATTR_NOEXEC),
-                    "rnoatime" => (true, MOUNT_ATTR_NOATIME),
-                    "ratime" => (false, MOUNT_ATTR__ATIME),
-                    "rstrictatime" => (true, MOUNT_ATTR_STRICTATIME),
-                    "rnodiratime" => (true, MOUNT_ATTR_NODIRATIME),
-                    _ => (false, MOUNT_ATTR_NODIRATIME),
+                // The atime attributes are one field: setting one of them
+                // must clear the field (MOUNT_ATTR__ATIME) in the same call.
+                let (set, attr, clear_atime) = match opt.as_str() {
+                    "rro" => (true, MOUNT_ATTR_RDONLY, false),
+                    "rrw" => (false, MOUNT_ATTR_RDONLY, false),
+                    "rnosuid" => (true, MOUNT_ATTR_NOSUID, false),
+                    "rsuid" => (false, MOUNT_ATTR_NOSUID, false),
+                    "rnodev" => (true, MOUNT_ATTR_NODEV, false),
+                    "rdev" => (false, MOUNT_ATTR_NODEV, false),
+                    "rnoexec" => (true, MOUNT_ATTR_NOEXEC, false),
+                    "rexec" => (false, MOUNT_ATTR_NOEXEC, false),
+                    "rnoatime" => (true, MOUNT_ATTR_NOATIME, true),
+                    // relatime is the field's zero value.
+                    "ratime" => (true, 0, true),
+                    "rstrictatime" => (true, MOUNT_ATTR_STRICTATIME, true),
+                    "rnodiratime" => (true, MOUNT_ATTR_NODIRATIME, false),
+                    _ => (false, MOUNT_ATTR_NODIRATIME, false),
                 };
+                if clear_atime {
+                    o.attr_set &= !MOUNT_ATTR__ATIME;
+                    o.attr_clr |= MOUNT_ATTR__ATIME;
+                }
                 if set {
                     o.attr_set |= attr;
-                    o.attr_clr &= !attr;
+                    o.attr_clr &= !attr | if clear_atime { MOUNT_ATTR__ATIME } else { 0 };
                 } else {
                     o.attr_clr |= attr;
                     o.attr_set &= !attr;
@@ -217,6 +224,10 @@ mod tests {
     fn recursive_attrs_and_unknowns() {
         let o = p(&["rro", "rnosuid", "x-systemd.automount"]);
         assert_eq!(o.attr_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
+        let o = p(&["rnoatime"]);
+        assert_eq!((o.attr_set, o.attr_clr), (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME));
+        let o = p(&["rnoatime", "rstrictatime"]);
+        assert_eq!((o.attr_set, o.attr_clr), (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME));
         assert!(o.data.is_empty());
         let e = parse(&["idmap".to_string()], "mounts[3].options").unwrap_err();
         assert!(e.contains("mounts[3].options") && e.contains("not implemented yet"));

@@ -562,3 +562,34 @@ fn hooks_receive_state() {
     // status is fixed.
     assert_eq!(read("poststop")["status"], "stopped");
 }
+
+/// `tmpcopyup` (Podman's `--read-only` puts it on /tmp, /var/tmp, /run):
+/// the tmpfs starts with what the image had there, and is writable while
+/// the root is read-only.
+#[test]
+fn tmpfs_tmpcopyup_keeps_the_image_contents() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::sh("cat /etc/passwd | head -1; echo x > /etc/new && echo writable; touch /x 2>/dev/null || echo root-ro")
+        .with(|c| {
+            c["root"]["readonly"] = json!(true);
+            c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc", "type": "tmpfs",
+                "source": "tmpfs", "options": ["rw", "nosuid", "nodev", "tmpcopyup"]}));
+        });
+    let out = rt.run_bundle(&b);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("root:x:0:0"),
+        "{}",
+        phantom_tests::describe(&out)
+    );
+    assert!(
+        text.contains("writable\n") && text.contains("root-ro\n"),
+        "{}",
+        phantom_tests::describe(&out)
+    );
+    assert!(
+        !b.rootfs().join("etc/new").exists(),
+        "the write reached the image"
+    );
+}

@@ -3,6 +3,7 @@
 //! mount namespace.
 
 pub mod cgroupfs;
+mod copy;
 pub mod devices;
 pub mod mount_opts;
 pub mod safe_path;
@@ -153,6 +154,16 @@ fn mount_one(sys: &dyn Sys, plan: &RootfsPlan, root: RawFd, i: usize, m: &Mount)
     }
     let target = ensure_in_root(root, dest, Kind::Dir)
         .ctx(|| format!("{field}: create destination {}", dest.display()))?;
+    // For tmpcopyup: the directory the tmpfs will cover, still readable
+    // through this fd once it is covered.
+    let covered = if opts.tmpcopyup && typ == "tmpfs" {
+        Some(
+            open_in_root(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
+                .ctx(|| format!("{field}: open {} to copy it up", dest.display()))?,
+        )
+    } else {
+        None
+    };
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
     let data = opts.data_string();
     let res = sys.mount(
@@ -188,6 +199,12 @@ fn mount_one(sys: &dyn Sys, plan: &RootfsPlan, root: RawFd, i: usize, m: &Mount)
                 e,
             ))
         }
+    }
+    if let Some(from) = covered {
+        let to = open_in_root(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
+            .ctx(|| format!("{field}: open the new tmpfs at {}", dest.display()))?;
+        copy::copy_tree(from.as_raw_fd(), to.as_raw_fd())
+            .ctx(|| format!("{field}: tmpcopyup into {}", dest.display()))?;
     }
     after_mount(sys, root, &field, dest, &opts)
 }

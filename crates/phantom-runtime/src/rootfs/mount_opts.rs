@@ -15,6 +15,9 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// `tmpcopyup` (runc, crun): a tmpfs starts with a copy of what the
+    /// image had at its destination.
+    pub tmpcopyup: bool,
 }
 
 impl MountOptions {
@@ -49,6 +52,7 @@ pub fn parse(options: &[String], field: &str) -> Result<MountOptions, String> {
         data: Vec::new(),
         bind: false,
         recursive: false,
+        tmpcopyup: false,
     };
     for opt in options {
         let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
@@ -134,7 +138,11 @@ pub fn parse(options: &[String], field: &str) -> Result<MountOptions, String> {
                 }
                 continue;
             }
-            "idmap" | "ridmap" | "tmpcopyup" | "copy-symlink" => {
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
+                continue;
+            }
+            "idmap" | "ridmap" | "copy-symlink" => {
                 return Err(format!(
                     "{field}: mount option {opt:?} is not implemented yet"
                 ))
@@ -225,9 +233,15 @@ mod tests {
         let o = p(&["rro", "rnosuid", "x-systemd.automount"]);
         assert_eq!(o.attr_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
         let o = p(&["rnoatime"]);
-        assert_eq!((o.attr_set, o.attr_clr), (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME));
+        assert_eq!(
+            (o.attr_set, o.attr_clr),
+            (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME)
+        );
         let o = p(&["rnoatime", "rstrictatime"]);
-        assert_eq!((o.attr_set, o.attr_clr), (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME));
+        assert_eq!(
+            (o.attr_set, o.attr_clr),
+            (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME)
+        );
         assert!(o.data.is_empty());
         let e = parse(&["idmap".to_string()], "mounts[3].options").unwrap_err();
         assert!(e.contains("mounts[3].options") && e.contains("not implemented yet"));

@@ -52,6 +52,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "strictatime",
     "suid",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 

@@ -18,9 +18,12 @@ build:
 release:
 	$(CARGO) build --release -p phantom
 
-# Every test: unit tests (no root) and real containers (as root).
+# Every test (as root): unit tests, real containers from the busybox rootfs,
+# the OCI conformance suite, and Podman and containerd driving phantom.
 test: deps build
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+	$(MAKE) conformance RUNTIME=phantom
+	$(MAKE) engines RUNTIME=phantom
 
 unit:
 	$(CARGO) test --workspace --lib --bins

@@ -3,7 +3,7 @@
 # Debian 12 machine. Idempotent; quiet when everything is already there.
 set -euo pipefail
 
-pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev
+pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev python3 golang-go
       golang-github-containers-common iproute2 util-linux procps file)
 missing=()
 for p in "${pkgs[@]}"; do

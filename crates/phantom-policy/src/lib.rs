@@ -1,10 +1,30 @@
 //! Phantom's policies, compiled ahead of time.
 //!
-//! Today: the OCI `linux.seccomp` section compiled to one seccomp BPF program
-//! ([`seccomp`]), serialisable for the AOT cache and loaded with one `seccomp()` call.
+//! - [`seccomp`]: the OCI `linux.seccomp` section compiled to one seccomp BPF program,
+//!   serialisable and loaded with one `seccomp()` call.
+//! - [`profile`]: profiles, a YAML policy DSL (`docs/policies.md`), and the built-in
+//!   ones of `profiles/` ([`Catalog`]).
+//! - [`cache`]: the content-addressed cache of compiled filters ([`PolicyCache`]), which
+//!   the runtime's create path uses for every container's `linux.seccomp`.
+//! - [`landlock`]: compiled Landlock rules and [`landlock::apply`].
+//! - [`policy`]: a profile compiled into everything the runtime applies
+//!   ([`CompiledPolicy`]).
+//! - [`oci`]: a profile turned into a config.json ([`to_oci_spec`]) and the annotation
+//!   contract with the runtime.
 
+pub mod cache;
+pub mod landlock;
+pub mod oci;
+pub mod policy;
+pub mod profile;
 pub mod seccomp;
 
+pub use cache::{CacheKey, CacheOutcome, PolicyCache};
+pub use landlock::{LandlockError, LandlockRules, LandlockStatus};
+pub use oci::{to_oci_spec, SandboxOptions};
+pub use policy::{compile_profile, CompiledPolicy};
+pub use profile::{Catalog, Mode, NetworkMode, Profile, ProfileError};
 pub use seccomp::{
-    compile_oci, compile_oci_for, CompiledFilter, SeccompError, TargetArch, MAX_INSNS,
+    compile_oci, compile_oci_for, explain, CompiledFilter, Explanation, SeccompError, TargetArch,
+    MAX_INSNS,
 };

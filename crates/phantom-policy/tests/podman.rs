@@ -160,3 +160,63 @@ fn podman_profile_compile_time() {
         median(&mut decode),
     );
 }
+
+/// Not an assertion: prints the cache figures quoted in docs/policies.md. The hit is
+/// what the runtime's create path pays: canonical encoding + sha256 + one file read +
+/// checksum + `from_bytes`. `cargo test --release -p phantom-policy --test podman
+/// podman_profile_cache_timing -- --nocapture`.
+#[test]
+fn podman_profile_cache_timing() {
+    use phantom_policy::{CacheOutcome, PolicyCache};
+    let profile = read_json(&committed_podman_profile());
+    let arch = TargetArch::native().unwrap();
+    let oci = podman_to_oci(&profile, arch, PODMAN_CAPS);
+    let d = tempfile::tempdir().unwrap();
+    let cache = PolicyCache::open(d.path());
+
+    let t = Instant::now();
+    let (_, o) = cache.seccomp(&oci).unwrap();
+    let miss = t.elapsed();
+    assert_eq!(o, CacheOutcome::Miss);
+
+    let runs = 500;
+    let mut hit = Vec::with_capacity(runs);
+    let mut key = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (_, o) = cache.seccomp(&oci).unwrap();
+        hit.push(t.elapsed());
+        assert_eq!(o, CacheOutcome::Hit);
+        let t = Instant::now();
+        std::hint::black_box(cache.key(&oci).unwrap());
+        key.push(t.elapsed());
+    }
+    let mut fresh = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let c = PolicyCache::open(d.path());
+        let (_, o) = c.seccomp(&oci).unwrap();
+        fresh.push(t.elapsed());
+        assert_eq!(o, CacheOutcome::Hit);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let entry_len = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    println!(
+        "podman profile cache on {arch} ({} build): miss (compile + store) {miss:?}; median of \
+         {runs}: hit {:?} (of which key {:?}), open + hit {:?}; entry {entry_len} bytes",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        median(&mut hit),
+        median(&mut key),
+        median(&mut fresh),
+    );
+}

@@ -25,18 +25,19 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// runc's commands. liboci-cli's definitions, except `kill`, whose signal
-/// is optional (SIGTERM) as in runc.
+/// runc's commands (liboci-cli's definitions, except `kill`, whose signal
+/// is optional as in runc, and `create`, `run` and `spec`, which also take
+/// a profile instead of a bundle), and phantom's sandbox commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    Create(liboci_cli::Create),
+    Create(Box<Create>),
     Start(liboci_cli::Start),
     State(liboci_cli::State),
     Kill(Kill),
     Delete(liboci_cli::Delete),
-    Run(liboci_cli::Run),
+    Run(Box<Run>),
     List(liboci_cli::List),
-    Spec(liboci_cli::Spec),
+    Spec(Spec),
     Features(liboci_cli::Features),
     Exec(Box<liboci_cli::Exec>),
     Ps(liboci_cli::Ps),
@@ -45,6 +46,198 @@ pub enum Command {
     Update(liboci_cli::Update),
     Events(liboci_cli::Events),
     Checkpoint(liboci_cli::Checkpoint),
+    /// Live CPU, memory, pids and I/O of a sandbox or container
+    Monitor(Monitor),
+    /// Remove a sandbox: its container, bundle and (unless kept) workspace
+    Destroy(Destroy),
+    /// Built-in and user profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Compile or explain a policy
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// What turns a profile into a sandbox (shared by `run` and `create`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SandboxArgs {
+    /// Run from a profile (built-in or from --profile-path) instead of a bundle
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Extra directory of profile YAML files (also $PHANTOM_PROFILE_PATH)
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
+    /// Host directory mounted read-write at /workspace (default: a fresh one)
+    #[arg(long)]
+    pub workspace: Option<std::path::PathBuf>,
+    /// direct, sandbox or hardened (default: the profile's)
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// none, loopback or host (default: the profile's)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Memory limit, e.g. 512MiB
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 1.5
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes
+    #[arg(long)]
+    pub pids: Option<i64>,
+    /// Environment variable K=V for the command (repeatable)
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+}
+
+/// Create a container from a bundle, or a persistent sandbox from a profile
+#[derive(Args, Debug)]
+pub struct Create {
+    /// Path to the bundle directory, containing config.json and root filesystem
+    #[arg(short, long, default_value = ".")]
+    pub bundle: std::path::PathBuf,
+    /// Unix socket that receives the pty master of a terminal
+    #[arg(long)]
+    pub console_socket: Option<std::path::PathBuf>,
+    /// File to write the container's pid to
+    #[arg(long)]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Do not use pivot_root to jail the process inside the rootfs
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)
+    #[arg(long, default_value = "0")]
+    pub preserve_fds: i32,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// The sandbox's name (with --profile), instead of the positional id
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Container id
+    pub container_id: Option<String>,
+}
+
+/// Create and start a container from a bundle, or run a command in a sandbox
+#[derive(Args, Debug)]
+pub struct Run {
+    /// Path to the bundle directory, containing config.json and root filesystem
+    #[arg(short, long, default_value = ".")]
+    pub bundle: std::path::PathBuf,
+    /// Unix socket that receives the pty master of a terminal
+    #[arg(long)]
+    pub console_socket: Option<std::path::PathBuf>,
+    /// File to write the container's pid to
+    #[arg(long)]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Accepted for runc compatibility (phantom is always the subreaper)
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Do not use pivot_root to jail the process inside the rootfs
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)
+    #[arg(long, default_value = "0")]
+    pub preserve_fds: i32,
+    /// Keep the container's state directory and cgroup after it exits
+    #[arg(long)]
+    pub keep: bool,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Kill everything after this long (e.g. 30s, 5m) and exit 124, like timeout(1)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Container id; with --profile: [ID] CMD..., or [ID] -- CMD...
+    pub args: Vec<String>,
+    /// The command (after --)
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Write a starting config.json (runc's defaults), or print a profile's
+#[derive(Args, Debug)]
+pub struct Spec {
+    /// Directory to write config.json in (default: the current one)
+    #[arg(long, short)]
+    pub bundle: Option<std::path::PathBuf>,
+    /// A config for a rootless container
+    #[arg(long)]
+    pub rootless: bool,
+    /// Print the config.json this profile produces instead
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Extra directory of profile YAML files (also $PHANTOM_PROFILE_PATH)
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct Monitor {
+    pub container_id: String,
+    /// Prometheus text instead of a table or JSON lines
+    #[arg(long)]
+    pub metrics: bool,
+    /// Seconds between samples
+    #[arg(long, default_value = "1")]
+    pub interval: f64,
+    /// Stop after N samples (default: until the sandbox stops)
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct Destroy {
+    pub container_id: String,
+    /// Keep the workspace directory
+    #[arg(long)]
+    pub keep_workspace: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCmd {
+    /// Built-in and user profiles with their mode, network and filesystem
+    List {
+        /// Also measure the start of `true` under each profile
+        #[arg(long)]
+        benchmark: bool,
+        #[arg(long)]
+        profile_path: Option<std::path::PathBuf>,
+    },
+    /// Print a profile's YAML
+    Show {
+        name: String,
+        #[arg(long)]
+        profile_path: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Compile a profile or an OCI config's seccomp, print key, size and time
+    Compile {
+        /// A profile YAML or an OCI config.json
+        file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        profile_path: Option<std::path::PathBuf>,
+    },
+    /// Which syscalls a policy allows, with which conditions
+    Explain {
+        file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        profile_path: Option<std::path::PathBuf>,
+    },
 }
 
 /// Send a signal to the container's init (or, with --all, every process)

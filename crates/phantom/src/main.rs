@@ -4,6 +4,8 @@ mod cli;
 mod default_spec;
 mod features;
 mod logging;
+mod policy_cmd;
+mod sandbox_cmd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use clap::{CommandFactory, Parser};
 use phantom_runtime::container::{self, CreateOptions, ExecArgs, ExecOptions, RunOptions};
 use phantom_runtime::state::{StateStore, DEFAULT_ROOT};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, PolicyCmd, ProfileCmd};
 
 fn main() {
     let cli = Cli::parse();
@@ -43,6 +45,38 @@ fn fail(e: &anyhow::Error, also_stderr: bool) -> ! {
         eprintln!("phantom: {e:#}");
     }
     std::process::exit(1)
+}
+
+fn paths(p: &Option<PathBuf>) -> Vec<PathBuf> {
+    p.iter().cloned().collect()
+}
+
+fn policy_source(
+    file: &Option<PathBuf>,
+    profile: &Option<String>,
+) -> Result<policy_cmd::PolicySource> {
+    match (file, profile) {
+        (Some(f), None) => Ok(policy_cmd::PolicySource::File(f.clone())),
+        (None, Some(p)) => Ok(policy_cmd::PolicySource::Profile(p.clone())),
+        _ => bail!("give either a FILE or --profile NAME"),
+    }
+}
+
+/// Sandbox flags without --profile are a mistake worth naming.
+fn no_sandbox_flags(s: &cli::SandboxArgs, name: bool) -> Result<()> {
+    if s.workspace.is_some()
+        || s.mode.is_some()
+        || s.network.is_some()
+        || s.memory.is_some()
+        || s.cpus.is_some()
+        || s.pids.is_some()
+        || !s.env.is_empty()
+        || s.profile_path.is_some()
+        || name
+    {
+        bail!("--workspace, --mode, --network, --memory, --cpus, --pids, --env and --name go with --profile");
+    }
+    Ok(())
 }
 
 fn not_yet(what: &str) -> Result<i32> {
@@ -83,16 +117,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
     );
     // Commands that only read or print need neither root nor the guard.
-    if !matches!(command, Command::Spec(_) | Command::Features(_)) {
+    if !matches!(
+        command,
+        Command::Spec(_) | Command::Features(_) | Command::Profile(_) | Command::Policy(_)
+    ) {
         check_global(&cli)?;
     }
     match command {
+        Command::Create(a) if a.sandbox.profile.is_some() => {
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            sandbox_cmd::create(&store, a)
+        }
         Command::Create(a) => {
             phantom_runtime::exe_guard::ensure_sealed()?;
+            no_sandbox_flags(&a.sandbox, a.name.is_some())?;
             container::create(
                 &store,
                 &CreateOptions {
-                    id: a.container_id.clone(),
+                    id: a
+                        .container_id
+                        .clone()
+                        .ok_or_else(|| anyhow!("create: the container id is missing"))?,
                     bundle: a.bundle.clone(),
                     console_socket: a.console_socket.clone(),
                     pid_file: a.pid_file.clone(),
@@ -122,13 +167,21 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container::delete(&store, &a.container_id, a.force)?;
             Ok(0)
         }
+        Command::Run(a) if a.sandbox.profile.is_some() => {
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            sandbox_cmd::run(&store, a)
+        }
         Command::Run(a) => {
             phantom_runtime::exe_guard::ensure_sealed()?;
+            no_sandbox_flags(&a.sandbox, false)?;
+            if !a.command.is_empty() || a.args.len() != 1 {
+                bail!("run: expected one container id (a command after -- needs --profile)");
+            }
             let code = container::run(
                 &store,
                 &RunOptions {
                     create: CreateOptions {
-                        id: a.container_id.clone(),
+                        id: a.args[0].clone(),
                         bundle: a.bundle.clone(),
                         console_socket: a.console_socket.clone(),
                         pid_file: a.pid_file.clone(),
@@ -139,14 +192,61 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     },
                     detach: a.detach,
                     keep: a.keep,
-                    timeout: None,
+                    timeout: a
+                        .timeout
+                        .as_deref()
+                        .map(sandbox_cmd::parse_duration)
+                        .transpose()?,
                     interrupt_kills: false,
                 },
             )?;
             Ok(code)
         }
         Command::List(a) => list(&store, &a.format, a.quiet),
-        Command::Spec(a) => spec(a.bundle.as_deref(), a.rootless),
+        Command::Spec(a) => match &a.profile {
+            Some(name) => policy_cmd::spec_profile(&paths(&a.profile_path), name, None, None, &[]),
+            None => spec(a.bundle.as_deref(), a.rootless),
+        },
+        Command::Monitor(a) => {
+            if !(a.interval > 0.0 && a.interval.is_finite()) {
+                bail!(
+                    "--interval {}: must be a positive number of seconds",
+                    a.interval
+                );
+            }
+            phantom_runtime::sandbox::monitor::monitor(
+                &store,
+                &a.container_id,
+                std::time::Duration::from_secs_f64(a.interval),
+                phantom_runtime::sandbox::monitor::Format::auto(a.metrics),
+                a.count,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(0)
+        }
+        Command::Destroy(a) => {
+            phantom_runtime::sandbox::destroy(&store, &a.container_id, a.keep_workspace)?;
+            Ok(0)
+        }
+        Command::Profile(ProfileCmd::List {
+            benchmark,
+            profile_path,
+        }) => policy_cmd::profile_list(&paths(profile_path), *benchmark),
+        Command::Profile(ProfileCmd::Show { name, profile_path }) => {
+            policy_cmd::profile_show(&paths(profile_path), name)
+        }
+        Command::Policy(PolicyCmd::Compile {
+            file,
+            profile,
+            profile_path,
+        }) => {
+            policy_cmd::policy_compile(&paths(profile_path), &policy_source(file, profile)?, None)
+        }
+        Command::Policy(PolicyCmd::Explain {
+            file,
+            profile,
+            profile_path,
+        }) => policy_cmd::policy_explain(&paths(profile_path), &policy_source(file, profile)?),
         Command::Features(_) => {
             println!("{}", serde_json::to_string_pretty(&features::features())?);
             Ok(0)

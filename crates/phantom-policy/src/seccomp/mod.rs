@@ -54,6 +54,7 @@
 //!   notification needs an agent, which phantom does not have yet.
 
 mod bpf;
+mod explain;
 mod syscalls;
 
 use std::collections::HashMap;
@@ -67,6 +68,7 @@ use seccompiler::{sock_filter, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, Secco
 
 pub use bpf::MAX_INSNS;
 use bpf::{jump, ret, stmt, BPF_JMP_JA, BPF_JMP_JEQ_K, BPF_JMP_JGE_K, BPF_LD_W_ABS};
+pub use explain::{describe_action, explain, ExplainedSyscall, Explanation, Verdict};
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const AUDIT_ARCH_I386: u32 = 0x4000_0003;
@@ -425,6 +427,27 @@ pub fn compile_oci_for(
     seccomp: &LinuxSeccomp,
     arch: TargetArch,
 ) -> Result<CompiledFilter, SeccompError> {
+    let plan = plan(seccomp, arch)?;
+    let program = generate(arch, plan.default, &plan.foreign, &plan.table)?;
+    Ok(CompiledFilter {
+        program,
+        flags: plan.flags,
+        warnings: plan.warnings,
+    })
+}
+
+/// `linux.seccomp` resolved for one arch: actions as `SECCOMP_RET_*` values, the rules
+/// per syscall number after libseccomp's merging. Both the compiler and `explain` work
+/// from it.
+struct Plan {
+    default: u32,
+    flags: u32,
+    foreign: Foreign,
+    table: RuleTable,
+    warnings: Vec<String>,
+}
+
+fn plan(seccomp: &LinuxSeccomp, arch: TargetArch) -> Result<Plan, SeccompError> {
     let mut warnings = Vec::new();
 
     if seccomp.listener_path().is_some() {
@@ -488,11 +511,11 @@ pub fn compile_oci_for(
             }
         }
     }
-
-    let program = generate(arch, default, &foreign, &table)?;
-    Ok(CompiledFilter {
-        program,
+    Ok(Plan {
+        default,
         flags,
+        foreign,
+        table,
         warnings,
     })
 }
@@ -686,6 +709,7 @@ enum Entry {
 struct RuleTable {
     order: Vec<(u32, Entry)>,
     index: HashMap<u32, usize>,
+    names: HashMap<u32, String>,
 }
 
 impl RuleTable {
@@ -701,6 +725,7 @@ impl RuleTable {
     ) -> Option<String> {
         let Some(&slot) = self.index.get(&nr) else {
             self.index.insert(nr, self.order.len());
+            self.names.insert(nr, name.to_string());
             let entry = match condition {
                 None => Entry::Always { action, origin },
                 Some(rule) => Entry::Conditional(vec![(rule, action, origin)]),

@@ -172,6 +172,9 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
         extra_fds: opts.preserve_fds,
         bind_console: false,
         seccomp: super::create::compile_seccomp(st.seccomp.as_ref())?,
+        // The same Landlock ruleset as the container's init: an equal
+        // domain (a process cannot join another's).
+        landlock: super::create::landlock_of(Some(&st.annotations.clone().into_iter().collect()))?,
     };
     let console = match &opts.console_socket {
         Some(path) => Some(crate::console::connect(path)?),

@@ -42,6 +42,9 @@ pub struct InitPlan {
     /// caller's session are not reachable (runc's default; off with
     /// `--no-new-keyring`).
     pub session_keyring: Option<String>,
+    /// Bring `lo` up in the new network namespace (a sandbox with network
+    /// `loopback`; annotation run.phantom.network).
+    pub loopback_up: bool,
 }
 
 /// Entry point of the child after the clone. Never returns.
@@ -121,6 +124,9 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     }
     if let Some(name) = &plan.session_keyring {
         join_session_keyring(name)?;
+    }
+    if plan.loopback_up {
+        loopback_up()?;
     }
     if plan.new_cgroupns {
         // After the parent placed us in our cgroup, so that is the ns root.
@@ -233,4 +239,31 @@ fn join_session_keyring(name: &str) -> Result<()> {
         Ok(_) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
         Err(e) => Err(Error::sys(format!("join a new session keyring {name}"), e)),
     }
+}
+
+/// `ip link set lo up`, with one ioctl on a throwaway socket.
+fn loopback_up() -> Result<()> {
+    // SAFETY: socket() with constant arguments; returns an fd or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = nix::errno::Errno::result(fd).ctx(|| "socket for bringing up lo".into())?;
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid; we set the name and flags.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the ifreq, which lives for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCSIFFLAGS,
+            &req,
+        )
+    };
+    nix::errno::Errno::result(rc)
+        .map(drop)
+        .ctx(|| "bring up lo in the sandbox's network namespace".into())
 }

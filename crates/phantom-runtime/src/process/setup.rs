@@ -28,11 +28,15 @@ pub struct ProcessPlan {
     pub bind_console: bool,
     /// `linux.seccomp`, compiled before the fork.
     pub seccomp: Option<phantom_policy::CompiledFilter>,
+    /// Landlock rules of a sandbox profile (annotation run.phantom.landlock)
+    /// and the profile's mode (hardened refuses partial enforcement).
+    pub landlock: Option<(phantom_policy::LandlockRules, phantom_policy::Mode)>,
 }
 
 impl ProcessPlan {
+    /// Landlock needs no_new_privs too, so a ruleset implies it.
     fn no_new_privs(&self) -> bool {
-        self.process.no_new_privileges().unwrap_or(false)
+        self.process.no_new_privileges().unwrap_or(false) || self.landlock.is_some()
     }
 }
 
@@ -84,7 +88,7 @@ pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
     // allowed in a new user namespace too.
     super::identity::switch(process.user(), true)?;
     super::caps::apply(&p.caps)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if p.no_new_privs() {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
     if let Some(mask) = process.user().umask() {
@@ -162,6 +166,15 @@ fn reset_signals() {
 /// execve the program; with no_new_privs the seccomp filter is loaded
 /// right before, as the very last step.
 pub fn exec(p: &ProcessPlan, program: &Path, args: &[String]) -> Result<Infallible> {
+    // Landlock last but for seccomp: after pivot_root (paths are the
+    // container's), after init reached exec.fifo (a host path) at `start`.
+    if let Some((rules, mode)) = &p.landlock {
+        let status = phantom_policy::landlock::apply(rules, *mode)
+            .map_err(|e| Error::Init(format!("annotations.run.phantom.landlock: {e}")))?;
+        for note in status.not_enforced.iter().chain(&status.skipped) {
+            tracing::debug!("landlock: {note}");
+        }
+    }
     if p.no_new_privs() {
         install_seccomp(p)?;
     }

@@ -1,0 +1,374 @@
+//! `phantom run --profile`, `phantom create --profile`: a container made
+//! from a profile instead of a bundle. phantom writes the bundle (an empty
+//! rootfs directory and the profile's config.json) under the sandbox
+//! directory, and the same runtime runs it: every OCI command works on it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use phantom_policy::{Catalog, Mode, NetworkMode, SandboxOptions};
+use phantom_runtime::container::{self, CreateOptions, RunOptions};
+use phantom_runtime::sandbox;
+use phantom_runtime::state::StateStore;
+
+use crate::cli::SandboxArgs;
+
+/// `512MiB`, `1.5G`, `64m`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size (e.g. 512MiB, 2G, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => bail!("{s:?}: unknown size unit {other:?} (B, KiB, MiB, GiB, TiB)"),
+    };
+    let v = n * mult as f64;
+    if !(1.0..=1e18).contains(&v) {
+        bail!("{s:?} is not a usable size");
+    }
+    Ok(v as u64)
+}
+
+/// `30s`, `5m`, `1h`, `1.5s`, `250ms`, `10` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("--timeout {s:?} is not a duration (e.g. 30s, 5m, 1h)"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        bail!("--timeout {s:?} must be positive");
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 6];
+    // getrandom never blocks here (the pool is initialised after boot).
+    // SAFETY: the buffer is valid for its length.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    format!(
+        "sbx-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// A sandbox written to disk, ready for `create`.
+pub struct Prepared {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// The workspace was given by the caller (never removed).
+    pub own_workspace: bool,
+}
+
+/// Resolve the profile, apply the flags, make the workspace and bundle.
+pub fn prepare(
+    store: &StateStore,
+    args: &SandboxArgs,
+    id: Option<String>,
+    command: Vec<String>,
+    terminal: bool,
+) -> Result<Prepared> {
+    let name = args.profile.as_deref().expect("caller checked --profile");
+    let extra: Vec<PathBuf> = args.profile_path.iter().cloned().collect();
+    let catalog = Catalog::load(&Catalog::search_dirs(&extra));
+    let mut profile = catalog
+        .get(name)
+        .map_err(|e| anyhow!("--profile: {e}"))?
+        .profile
+        .clone();
+    if let Some(m) = &args.mode {
+        profile.mode = Mode::from_name(m)
+            .ok_or_else(|| anyhow!("--mode {m:?}: expected direct, sandbox or hardened"))?;
+    }
+    let network = match &args.network {
+        Some(n) => Some(
+            NetworkMode::from_name(n)
+                .ok_or_else(|| anyhow!("--network {n:?}: expected none, loopback or host"))?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &args.memory {
+        profile.resources.memory = Some(parse_size(m).context("--memory")?);
+    }
+    if let Some(c) = args.cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            bail!("--cpus {c}: must be a positive number of CPUs");
+        }
+        profile.resources.cpu = Some(c);
+    }
+    if let Some(p) = args.pids {
+        if p < 1 {
+            bail!("--pids {p}: must be at least 1");
+        }
+        profile.resources.pids = Some(p);
+    }
+    for kv in &args.env {
+        if !kv.contains('=') || kv.starts_with('=') {
+            bail!("--env {kv:?}: expected KEY=VALUE");
+        }
+    }
+
+    let id = id.unwrap_or_else(random_id);
+    phantom_runtime::state::validate_id(&id)?;
+    if store.dir(&id).exists() {
+        bail!("a container or sandbox named {id:?} exists already");
+    }
+    let dir = sandbox::base_dir().join(&id);
+    let (workspace, own_workspace) = match &args.workspace {
+        Some(w) => {
+            let w = std::fs::canonicalize(w)
+                .with_context(|| format!("--workspace {}: does not exist", w.display()))?;
+            if !w.is_dir() {
+                bail!("--workspace {}: not a directory", w.display());
+            }
+            (w, true)
+        }
+        None => (dir.join("workspace"), false),
+    };
+    let bundle = dir.join("bundle");
+    let made = (|| -> Result<()> {
+        std::fs::create_dir_all(bundle.join("rootfs"))
+            .with_context(|| format!("cannot create {}", bundle.display()))?;
+        if !own_workspace {
+            std::fs::create_dir_all(&workspace)
+                .with_context(|| format!("cannot create {}", workspace.display()))?;
+        }
+        let mut opts = SandboxOptions::new(bundle.join("rootfs"), &workspace);
+        opts.args = command;
+        opts.env = args.env.clone();
+        opts.network = network;
+        opts.terminal = terminal;
+        let spec = phantom_policy::to_oci_spec(&profile, &opts);
+        let mut v = serde_json::to_value(&spec)?;
+        let ann = &mut v["annotations"];
+        ann[sandbox::WORKSPACE] = serde_json::json!(workspace);
+        ann[sandbox::WORKSPACE_OWNED] = serde_json::json!((!own_workspace).to_string());
+        ann[sandbox::SANDBOX_DIR] = serde_json::json!(dir);
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&v)?)
+            .with_context(|| format!("cannot write {}/config.json", bundle.display()))?;
+        Ok(())
+    })();
+    let annotations: std::collections::BTreeMap<String, String> = [
+        (sandbox::PROFILE, profile.name.clone()),
+        (sandbox::WORKSPACE, workspace.display().to_string()),
+        (sandbox::WORKSPACE_OWNED, (!own_workspace).to_string()),
+        (sandbox::SANDBOX_DIR, dir.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Err(e) = made {
+        let _ = sandbox::remove_dirs(&annotations, false);
+        return Err(e);
+    }
+    Ok(Prepared {
+        id,
+        bundle,
+        annotations,
+        own_workspace,
+    })
+}
+
+/// Exit status for a program that could not be started, as a shell has it.
+fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
+    let msg = e.to_string();
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        Some(127)
+    } else if msg.contains("permission denied") && msg.contains("exec:") {
+        Some(126)
+    } else {
+        None
+    }
+}
+
+fn stdin_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
+
+/// `phantom run --profile NAME [ID] [--] CMD...`
+pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
+    let (id, command) = split_id_and_command(&a.args, &a.command)?;
+    let timeout = a.timeout.as_deref().map(parse_duration).transpose()?;
+    let p = prepare(store, &a.sandbox, id, command, stdin_is_tty())?;
+    let res = container::run(
+        store,
+        &RunOptions {
+            create: CreateOptions {
+                id: p.id.clone(),
+                bundle: p.bundle.clone(),
+                console_socket: a.console_socket.clone(),
+                pid_file: a.pid_file.clone(),
+                no_pivot: a.no_pivot,
+                preserve_fds: a.preserve_fds,
+                no_new_keyring: a.no_new_keyring,
+                console_fd: None,
+            },
+            detach: a.detach,
+            keep: a.keep || a.detach,
+            timeout,
+            interrupt_kills: true,
+        },
+    );
+    // A detached or kept sandbox stays (destroy removes it); otherwise
+    // nothing is left: container, bundle, and a workspace we made.
+    if !(a.detach || a.keep) || res.is_err() {
+        let _ = container::delete(store, &p.id, true);
+        sandbox::remove_dirs(&p.annotations, p.own_workspace)?;
+    }
+    match res {
+        Ok(code) => Ok(code),
+        Err(e) => match exec_failure_status(&e) {
+            Some(code) => {
+                eprintln!("phantom: {e}");
+                Ok(code)
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// `phantom create --profile NAME ID`: a long-lived sandbox whose init
+/// sleeps; commands run in it with `phantom exec ID -- CMD`.
+pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
+    let id = match (&a.name, &a.container_id) {
+        (Some(n), None) | (None, Some(n)) => n.clone(),
+        (Some(n), Some(c)) if n == c => n.clone(),
+        (Some(_), Some(_)) => bail!("give the sandbox's name once: --name ID or ID"),
+        (None, None) => bail!("a persistent sandbox needs a name: phantom create --profile P ID"),
+    };
+    let p = prepare(
+        store,
+        &a.sandbox,
+        Some(id.clone()),
+        vec!["sleep".into(), "infinity".into()],
+        false,
+    )?;
+    // The sandbox outlives this command: its init must not hold our
+    // stdio (a caller waiting for our output would wait forever).
+    let saved = detach_stdio()?;
+    let created = container::create(
+        store,
+        &CreateOptions {
+            id: id.clone(),
+            bundle: p.bundle.clone(),
+            console_socket: None,
+            pid_file: a.pid_file.clone(),
+            no_pivot: a.no_pivot,
+            preserve_fds: 0,
+            no_new_keyring: a.no_new_keyring,
+            console_fd: None,
+        },
+    )
+    .and_then(|_| container::start(store, &id));
+    restore_stdio(saved);
+    if let Err(e) = created {
+        let _ = container::delete(store, &id, true);
+        let _ = sandbox::remove_dirs(&p.annotations, p.own_workspace);
+        return Err(e.into());
+    }
+    println!("{id}");
+    Ok(0)
+}
+
+/// Point fds 0-2 at /dev/null; returns copies of the old ones.
+fn detach_stdio() -> Result<[i32; 3]> {
+    let mut saved = [-1; 3];
+    // SAFETY: plain fd calls on stdio and a freshly opened /dev/null.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            bail!("cannot open /dev/null: {}", std::io::Error::last_os_error());
+        }
+        for (fd, slot) in saved.iter_mut().enumerate() {
+            *slot = libc::fcntl(fd as i32, libc::F_DUPFD_CLOEXEC, 10);
+            libc::dup2(null, fd as i32);
+        }
+        libc::close(null);
+    }
+    Ok(saved)
+}
+
+fn restore_stdio(saved: [i32; 3]) {
+    for (fd, old) in saved.iter().enumerate() {
+        if *old >= 0 {
+            // SAFETY: `old` is a descriptor we duplicated; put it back.
+            unsafe {
+                libc::dup2(*old, fd as i32);
+                libc::close(*old);
+            }
+        }
+    }
+}
+
+/// Before `--`: `[ID]` when a command follows `--`, else the command itself.
+fn split_id_and_command(
+    before: &[String],
+    after: &[String],
+) -> Result<(Option<String>, Vec<String>)> {
+    if !after.is_empty() {
+        return match before {
+            [] => Ok((None, after.to_vec())),
+            [id] => Ok((Some(id.clone()), after.to_vec())),
+            _ => bail!(
+                "expected [ID] -- CMD..., got {} words before --",
+                before.len()
+            ),
+        };
+    }
+    Ok((None, before.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn id_and_command() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            split_id_and_command(&s(&["python3", "-V"]), &[]).unwrap(),
+            (None, s(&["python3", "-V"]))
+        );
+        assert_eq!(
+            split_id_and_command(&s(&["box"]), &s(&["true"])).unwrap(),
+            (Some("box".into()), s(&["true"]))
+        );
+        assert!(split_id_and_command(&s(&["a", "b"]), &s(&["true"])).is_err());
+    }
+}

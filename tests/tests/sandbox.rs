@@ -1,0 +1,348 @@
+//! Sandboxes from profiles (`phantom run --profile`, `create --profile`,
+//! `exec`, `monitor`, `destroy`), with the host's python3 and tools.
+//! phantom-specific: skipped for other runtimes.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use phantom_tests::{describe, require_root, runtime_binary, stdout, Runtime};
+
+struct Sbx {
+    rt: Runtime,
+    dir: tempfile::TempDir,
+}
+
+impl Sbx {
+    fn new() -> Option<Sbx> {
+        if !runtime_binary().ends_with("phantom") {
+            eprintln!("skipped: sandboxes are phantom's");
+            return None;
+        }
+        Some(Sbx {
+            rt: Runtime::new(),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.rt.command(args);
+        c.env("PHANTOM_SANDBOX_DIR", self.dir.path().join("sandboxes"));
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap()
+    }
+
+    /// Nothing of the sandboxes is left on the host.
+    fn assert_clean(&self) {
+        let left: Vec<_> = fs::read_dir(self.dir.path().join("sandboxes"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        let st: Vec<_> = fs::read_dir(self.rt.root())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(st.is_empty(), "state left behind: {st:?}");
+    }
+}
+
+fn python() -> bool {
+    Path::new("/usr/bin/python3").exists()
+}
+
+#[test]
+fn output_exit_status_and_workspace_pass_through() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path().display().to_string();
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace",
+        &w,
+        "--",
+        "sh",
+        "-c",
+        "pwd; echo hello > /workspace/out.txt; echo to-stderr >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert_eq!(stdout(&out), "/workspace\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
+    assert_eq!(
+        fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "hello\n"
+    );
+    s.assert_clean();
+    // The caller's workspace is never removed.
+    assert!(ws.path().join("out.txt").exists());
+}
+
+#[test]
+fn python_runs_and_cannot_touch_the_host() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    if !python() {
+        eprintln!("skipped: no /usr/bin/python3");
+        return;
+    }
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "python3",
+        "-c",
+        r#"
+import os
+print("pid", os.getpid())
+print("procs", len([p for p in os.listdir("/proc") if p.isdigit()]))
+for path in ["/usr/phantom-test", "/etc/phantom-test"]:
+    try:
+        open(path, "w"); print("WROTE", path)
+    except OSError as e:
+        print("denied", path)
+"#,
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text.contains("pid 1\n"), "{text}");
+    // Its own pid namespace: only its own process(es), not the host's.
+    let procs: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("procs "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(procs <= 3, "{text}");
+    assert!(!text.contains("WROTE"), "{text}");
+    assert!(!Path::new("/usr/phantom-test").exists() && !Path::new("/etc/phantom-test").exists());
+    s.assert_clean();
+}
+
+#[test]
+fn network_none_and_loopback() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    if !python() {
+        eprintln!("skipped: no /usr/bin/python3");
+        return;
+    }
+    // A listener on the host's loopback: a sandbox must not reach it.
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let connect = format!(
+        "import socket\ns=socket.socket(); s.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', {port})); print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+    );
+    for net in ["none", "loopback"] {
+        let out = s.run(&[
+            "run",
+            "--profile",
+            "python-dev",
+            "--network",
+            net,
+            "--",
+            "python3",
+            "-c",
+            &connect,
+        ]);
+        assert!(
+            stdout(&out).contains("refused"),
+            "network {net}: {}",
+            describe(&out)
+        );
+    }
+    // With loopback, the sandbox's own 127.0.0.1 works.
+    let own = "import socket\nl=socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)\nc=socket.socket(); c.connect(l.getsockname()); print('own-loopback-ok')\n";
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--network",
+        "loopback",
+        "--",
+        "python3",
+        "-c",
+        own,
+    ]);
+    assert!(
+        stdout(&out).contains("own-loopback-ok"),
+        "{}",
+        describe(&out)
+    );
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--network",
+        "none",
+        "--",
+        "python3",
+        "-c",
+        own,
+    ]);
+    assert!(
+        !stdout(&out).contains("own-loopback-ok"),
+        "network none has a working lo: {}",
+        describe(&out)
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn limits_and_timeout() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    // A memory hog is OOM-killed: 128+9.
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--memory",
+        "32MiB",
+        "--",
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
+    // A fork bomb stops at the pids limit; the sandbox still exits.
+    if python() {
+        let bomb = "import os, time\nn = 0\nfor i in range(50):\n    try:\n        if os.fork() == 0:\n            time.sleep(3); os._exit(0)\n        n += 1\n    except OSError:\n        break\nprint('forked', n)\n";
+        let out = s.run(&[
+            "run",
+            "--profile",
+            "python-dev",
+            "--pids",
+            "8",
+            "--timeout",
+            "20s",
+            "--",
+            "python3",
+            "-c",
+            bomb,
+        ]);
+        let text = stdout(&out);
+        let n: u32 = text
+            .trim()
+            .strip_prefix("forked ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}", describe(&out)));
+        assert!(n < 8, "pids limit 8 let {n} children fork");
+    }
+    // --timeout kills the whole tree and exits 124, like timeout(1).
+    let t = std::time::Instant::now();
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--timeout",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 100 & sleep 100",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    assert!(t.elapsed() < Duration::from_secs(20));
+    s.assert_clean();
+}
+
+#[test]
+fn bad_input_is_named_and_leaves_nothing() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let out = s.run(&["run", "--profile", "no-such-profile", "--", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-profile") && err.contains("python-dev"),
+        "{err}"
+    );
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace",
+        "/nonexistent/ws",
+        "--",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ws"));
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--memory",
+        "lots",
+        "--",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "no-such-command-xyz",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-xyz"));
+    s.assert_clean();
+}
+
+#[test]
+fn persistent_sandbox_keeps_files_and_is_monitored() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let id = s.rt.id("box");
+    let out = s.run(&["create", "--profile", "python-dev", "--name", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = s.run(&["exec", &id, "--", "sh", "-c", "echo kept > /workspace/f"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = s.run(&["exec", &id, "--", "cat", "/workspace/f"]);
+    assert_eq!(stdout(&out), "kept\n", "{}", describe(&out));
+    // An OCI container like any other.
+    assert_eq!(s.rt.status(&id), "running");
+    let list = s.run(&["list"]);
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("python-dev")),
+        "{}",
+        describe(&list)
+    );
+    let mut mon = s
+        .command(&["monitor", "--count", "2", "--interval", "0.2", &id])
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    mon.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(mon.wait().unwrap().success());
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first["memory_bytes"].as_u64().unwrap() > 0, "{text}");
+    assert!(first["pids"].as_u64().unwrap() >= 1, "{text}");
+    assert_eq!(first["memory_limit_bytes"].as_u64().unwrap(), 1 << 30);
+    let out = s.run(&["destroy", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    s.assert_clean();
+}

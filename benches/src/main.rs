@@ -1,0 +1,467 @@
+//! `make bench`: phantom (as built, and installed read-only) against crun,
+//! runc and youki on the same bundles in one run, interleaved; a markdown
+//! table, results.json, start.svg and the SPECIFICATION.md promises.
+//! `make bench-smoke` is the same with a few iterations. See docs/bench.md.
+//!
+//! Exit status: 0 when every command ran, 1 when a runtime command failed,
+//! 2 when the bench could not set up, 130 when interrupted.
+
+mod bundles;
+mod chart;
+mod exec;
+mod measure;
+mod promises;
+mod report;
+mod rows;
+mod runtimes;
+mod seccomp;
+mod stats;
+mod work;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::json;
+
+use measure::{Ctx, Progress, Rng};
+use report::Status;
+use runtimes::{which, Runtime};
+use work::Work;
+
+#[derive(Parser, Debug)]
+#[command(about = "phantom against crun, runc and youki, side by side")]
+struct Args {
+    /// A short run (few iterations) that checks the benchmark still works.
+    #[arg(long)]
+    smoke: bool,
+    /// Timed iterations of each start row and floor [default: 300; smoke: 3].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Timed create/start/delete iterations [default: 100; smoke: 3].
+    #[arg(long)]
+    lifecycle: Option<usize>,
+    /// Runs per runtime in each throughput figure [default: 200; smoke: 6].
+    #[arg(long)]
+    throughput: Option<usize>,
+    /// Runs per throughput block (one sample) [default: 20; smoke: 3].
+    #[arg(long)]
+    block: Option<usize>,
+    /// Untimed iterations before each loop [default: 2; smoke: 1].
+    #[arg(long)]
+    warmup: Option<usize>,
+    #[arg(long, default_value = "target/release/phantom")]
+    phantom: PathBuf,
+    /// youki's binary; without it (or --youki-unavailable) youki is looked
+    /// up on PATH.
+    #[arg(long, conflicts_with = "youki_unavailable")]
+    youki: Option<PathBuf>,
+    /// Why youki is missing (e.g. its install failed).
+    #[arg(long)]
+    youki_unavailable: Option<String>,
+    /// Where results go [default: target/bench; smoke: target/bench/smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The repository (for hack/make-rootfs.sh and docs).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Podman's default seccomp profile (containers-common).
+    #[arg(long, default_value = "/usr/share/containers/seccomp.json")]
+    seccomp_profile: PathBuf,
+    /// Measure nothing: print the table of an earlier results.json and draw
+    /// its chart again (start.svg next to it). No root needed.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    report_from: Option<PathBuf>,
+}
+
+struct Counts {
+    runs: usize,
+    lifecycle: usize,
+    throughput: usize,
+    block: usize,
+    warmup: usize,
+}
+
+impl Args {
+    fn counts(&self) -> Counts {
+        let d = |v: Option<usize>, full: usize, smoke: usize| {
+            v.unwrap_or(if self.smoke { smoke } else { full })
+        };
+        Counts {
+            runs: d(self.runs, 300, 3),
+            lifecycle: d(self.lifecycle, 100, 3),
+            throughput: d(self.throughput, 200, 6),
+            block: d(self.block, 20, 3).max(1),
+            warmup: d(self.warmup, 2, 1),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.report_from {
+        return match report_from(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("phantom-bench: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("phantom-bench: run as root (it makes containers, mounts and cgroups)");
+        return ExitCode::from(2);
+    }
+    exec::catch_interrupts();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        for p in work::cleanup() {
+            eprintln!("[bench] cleanup: {p}");
+        }
+    }));
+
+    let result = run(&args);
+    let problems = work::cleanup();
+    for p in &problems {
+        eprintln!("[bench] cleanup: {p}");
+    }
+    if exec::interrupted() {
+        eprintln!("[bench] interrupted; cleaned up");
+        return ExitCode::from(130);
+    }
+    match result {
+        Ok(true) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("phantom-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ok(true) when every command ran.
+fn run(args: &Args) -> Result<bool> {
+    let counts = args.counts();
+    let progress = Progress::new();
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.smoke {
+            "target/bench/smoke"
+        } else {
+            "target/bench"
+        })
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
+    let phantom = std::fs::canonicalize(&args.phantom)
+        .with_context(|| format!("{}: build it first", args.phantom.display()))?;
+
+    exec::become_subreaper().context("become a child subreaper")?;
+    hybrid_cgroup_fix(&progress)?;
+    let work = Work::create()?;
+
+    let mut rts = Vec::new();
+    let root = |name: &str| work.path(&format!("root/{name}"));
+    rts.push(Runtime::new(
+        "phantom",
+        &phantom,
+        root("phantom"),
+        true,
+        &format!(
+            "{}, as built (rw mount: re-executes once through a read-only bind of itself, the CVE-2019-5736 guard)",
+            args.phantom.display()
+        ),
+    ));
+    let ro_copy = work::read_only_copy(&phantom, &work.path("ro-bin"))
+        .context("install phantom on a read-only tmpfs")?;
+    rts.push(Runtime::new(
+        "phantom (ro)",
+        &ro_copy,
+        root("phantom-ro"),
+        true,
+        "the same binary on a read-only tmpfs, as under a read-only /usr (no re-exec)",
+    ));
+    for peer in ["crun", "runc"] {
+        rts.push(match which(peer) {
+            Some(p) => Runtime::new(peer, &p, root(peer), false, &p.to_string_lossy()),
+            None => Runtime::unavailable(peer, "not installed (hack/install-deps.sh installs it)"),
+        });
+    }
+    rts.push(match (&args.youki, &args.youki_unavailable) {
+        (_, Some(why)) => Runtime::unavailable("youki", why),
+        (Some(p), None) => Runtime::new("youki", p, root("youki"), false, &p.to_string_lossy()),
+        (None, None) => match which("youki") {
+            Some(p) => Runtime::new("youki", &p, root("youki"), false, &p.to_string_lossy()),
+            None => Runtime::unavailable("youki", "not installed"),
+        },
+    });
+    for rt in rts.iter().filter(|r| r.available()) {
+        std::fs::create_dir_all(&rt.root)?;
+    }
+
+    progress
+        .note("building the bundles (busybox rootfs, `phantom spec`, Podman's seccomp profile)");
+    let bundles = bundles::build(
+        &work.path("bundles"),
+        &out.join("bundles"),
+        &args.repo,
+        &phantom,
+        &args.seccomp_profile,
+    )?;
+
+    // One untimed run each: a runtime that cannot run a container at all is
+    // reported now. youki, an optional peer, becomes "unavailable".
+    let plain = bundles.path("plain").unwrap_or_default();
+    let stderr = work.path("stderr-preflight");
+    for rt in rts.iter_mut().filter(|r| r.available()) {
+        let id = format!("{}-pre", work.prefix);
+        work::track(&id, rt.delete_force(&id));
+        let argv = rt.argv(["run".into(), "--bundle".into(), plain.clone(), id.clone()]);
+        match exec::timed(&argv, &stderr) {
+            Ok(_) => work::untrack(&id),
+            Err(e) => {
+                work::force_delete(&id);
+                progress.note(&format!("{} cannot run a container: {e}", rt.name));
+                if rt.name == "youki" {
+                    rt.unavailable = Some(format!("installed, but `run` fails here: {e}"));
+                }
+            }
+        }
+    }
+    let names: Vec<String> = rts
+        .iter()
+        .map(|r| match &r.unavailable {
+            None => r.name.clone(),
+            Some(why) => format!("{} (unavailable: {why})", r.name),
+        })
+        .collect();
+    progress.note(&format!("runtimes: {}", names.join(", ")));
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut rng = Rng::new(seed);
+    let mut ctx = Ctx {
+        runtimes: &rts,
+        bundles: &bundles,
+        work: &work,
+        progress: &progress,
+        rng: &mut rng,
+    };
+    let mut figures = Vec::new();
+    figures.extend(measure::command_rows(
+        &mut ctx,
+        rows::ROWS,
+        counts.runs,
+        counts.warmup,
+        "start latency and floor",
+    ));
+    if !exec::interrupted() {
+        figures.extend(measure::lifecycle(
+            &mut ctx,
+            counts.lifecycle,
+            counts.warmup,
+        ));
+    }
+    if !exec::interrupted() {
+        figures.extend(measure::throughput(
+            &mut ctx,
+            counts.throughput,
+            counts.block,
+        ));
+    }
+    figures.extend(measure::footprint(&rts));
+    if exec::interrupted() {
+        return Ok(false);
+    }
+    figures.sort_by_key(|f| f.section);
+    for f in &mut figures {
+        f.finish();
+    }
+    progress.note("done measuring");
+
+    let verdicts = promises::evaluate(&figures, &rts);
+    let header = header(args, &counts, &rts, &bundles);
+    let table = report::markdown(&figures);
+    let promise_lines = promises::lines(&verdicts);
+    let failed: Vec<String> = figures
+        .iter()
+        .flat_map(|f| {
+            f.cells
+                .iter()
+                .filter(|c| c.status == Status::Failed || c.failures > 0)
+                .map(move |c| format!("{} / {}", f.id, c.runtime))
+        })
+        .collect();
+    let hangs: usize = figures.iter().flat_map(|f| &f.cells).map(|c| c.hangs).sum();
+
+    let md = format!(
+        "{header}\n{table}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{promise_lines}"
+    );
+    println!("{md}");
+    std::fs::write(out.join("results.md"), &md)?;
+    let results = json!({
+        "meta": {
+            "smoke": args.smoke,
+            "date": date(),
+            "kernel": read_trim("/proc/sys/kernel/osrelease"),
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "cpu_model": cpu_model(),
+            "iterations": {
+                "runs": counts.runs, "lifecycle": counts.lifecycle,
+                "throughput": counts.throughput, "block": counts.block, "warmup": counts.warmup,
+            },
+            "seccomp_rules": bundles.seccomp_rules,
+            "shuffle_seed": seed,
+        },
+        "runtimes": rts,
+        "figures": figures,
+        "promises": verdicts,
+        "failed": failed,
+    });
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
+    let subtitle = format!(
+        "{} · {} timed runs per runtime and row, all interleaved · {}",
+        date(),
+        counts.runs,
+        cpu_model()
+    );
+    std::fs::write(out.join("start.svg"), chart::start_svg(&figures, &subtitle))?;
+    progress.note(&format!(
+        "wrote {0}/results.md, {0}/results.json, {0}/start.svg",
+        out.display()
+    ));
+    if hangs > 0 {
+        progress.note(&format!(
+            "{hangs} command(s) hung on a lost SIGCHLD and were nudged (footnotes in the table)"
+        ));
+    }
+    if !failed.is_empty() {
+        progress.note(&format!("FAILED: {}", failed.join(", ")));
+    }
+    Ok(failed.is_empty())
+}
+
+/// The table and the chart again, from a results.json.
+fn report_from(path: &Path) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
+    )
+    .with_context(|| format!("parse {}", path.display()))?;
+    let figures: Vec<report::Figure> =
+        serde_json::from_value(v["figures"].clone()).context("results.json: figures")?;
+    let rts: Vec<Runtime> =
+        serde_json::from_value(v["runtimes"].clone()).context("results.json: runtimes")?;
+    println!(
+        "{}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{}",
+        report::markdown(&figures),
+        promises::lines(&promises::evaluate(&figures, &rts))
+    );
+    let subtitle = format!(
+        "{} · {} timed runs per runtime and row, all interleaved · {}",
+        v["meta"]["date"].as_str().unwrap_or(""),
+        v["meta"]["iterations"]["runs"],
+        v["meta"]["cpu_model"].as_str().unwrap_or("")
+    );
+    let svg = path.with_file_name("start.svg");
+    std::fs::write(&svg, chart::start_svg(&figures, &subtitle))?;
+    eprintln!("[bench] wrote {}", svg.display());
+    Ok(())
+}
+
+/// crun 1.8.1 refuses the hybrid layout (cgroup2 at /sys/fs/cgroup/unified
+/// holding hugetlb) until hugetlb is mounted as v1. It stays mounted: it is
+/// a fix of this machine, which the tests need too.
+fn hybrid_cgroup_fix(progress: &Progress) -> Result<()> {
+    let is_mount = |p: &str| exec::quiet(&["mountpoint".into(), "-q".into(), p.into()]).is_ok();
+    if !is_mount("/sys/fs/cgroup/unified") {
+        return Ok(());
+    }
+    if is_mount("/sys/fs/cgroup/hugetlb") {
+        progress.note(
+            "note: hybrid cgroups; hugetlb is already mounted as cgroup v1 at /sys/fs/cgroup/hugetlb \
+             (crun 1.8.1 refuses this layout without it)",
+        );
+        return Ok(());
+    }
+    progress.note(
+        "note: hybrid cgroups; mounting hugetlb as cgroup v1 at /sys/fs/cgroup/hugetlb \
+         (crun 1.8.1 refuses this layout otherwise; it stays mounted)",
+    );
+    std::fs::create_dir_all("/sys/fs/cgroup/hugetlb")?;
+    let argv = [
+        "mount",
+        "-t",
+        "cgroup",
+        "-o",
+        "hugetlb",
+        "cgroup",
+        "/sys/fs/cgroup/hugetlb",
+    ];
+    if let Err(e) = exec::quiet(&argv.map(String::from)) {
+        bail!("mount the hugetlb cgroup: {e}");
+    }
+    Ok(())
+}
+
+fn header(args: &Args, c: &Counts, rts: &[Runtime], bundles: &bundles::Bundles) -> String {
+    let mut h = format!(
+        "## phantom bench{}, {}\n\nMachine: Linux {}, {} CPUs ({}). Iterations: {} per start row and floor, {} create/start/delete, \
+         {} runs per throughput figure in blocks of {}; {} untimed warm-up iteration(s) first. \
+         All contenders interleaved in a random order per iteration.\n\n",
+        if args.smoke { " (smoke: too few iterations to mean anything)" } else { "" },
+        date(),
+        read_trim("/proc/sys/kernel/osrelease"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        c.runs,
+        c.lifecycle,
+        c.throughput,
+        c.block,
+        c.warmup,
+    );
+    for rt in rts {
+        match &rt.unavailable {
+            Some(why) => h.push_str(&format!("- {}: unavailable: {why}\n", rt.name)),
+            None => h.push_str(&format!(
+                "- {}: `{}`: {}\n",
+                rt.name,
+                if rt.version.is_empty() {
+                    "?"
+                } else {
+                    &rt.version
+                },
+                rt.note
+            )),
+        }
+    }
+    h.push_str(&format!(
+        "\nBundles: busybox-static rootfs (hack/make-rootfs.sh), config from `phantom spec` with terminal false and \
+         /bin/true; the seccomp row adds Podman's default profile converted as Podman does ({} rules). \
+         Each runtime has its own --root on a tmpfs. × crun = median / crun's median \
+         (for throughput, higher is better).\n",
+        bundles.seccomp_rules
+    ));
+    h
+}
+
+fn read_trim(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    read_trim("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn date() -> String {
+    exec::first_line(&["date", "+%Y-%m-%d %H:%M %Z"]).unwrap_or_default()
+}

@@ -1,0 +1,285 @@
+//! phantom's numeric promises (docs/SPECIFICATION.md) checked against one
+//! run's medians. A test keeps this list and the spec's table in step.
+
+use serde::Serialize;
+
+use crate::report::{Figure, Status};
+use crate::runtimes::{Runtime, REFERENCE};
+
+/// The phantom the promises are about (SPECIFICATION.md): installed on a
+/// read-only mount. The other phantom's ratio is printed for comparison.
+pub const BINDING: &str = "phantom (ro)";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Base {
+    /// crun's median in the same figure.
+    Reference,
+    /// The host's median in a floor figure.
+    Floor(&'static str),
+}
+
+pub struct Promise {
+    pub id: &'static str,
+    pub what: &'static str,
+    /// The figure phantom's median comes from.
+    pub figure: &'static str,
+    pub base: Base,
+    pub bound: f64,
+    /// The bound exactly as SPECIFICATION.md writes it.
+    pub spec: &'static str,
+    pub pending: Option<&'static str>,
+}
+
+pub const PROMISES: &[Promise] = &[
+    Promise {
+        id: "P1",
+        what: "cold run, no netns",
+        figure: "run",
+        base: Base::Reference,
+        bound: 0.5,
+        spec: "≤ 0.5× crun",
+        pending: None,
+    },
+    Promise {
+        id: "P1",
+        what: "cold run, with netns",
+        figure: "run-netns",
+        base: Base::Reference,
+        bound: 0.5,
+        spec: "≤ 0.5× crun",
+        pending: None,
+    },
+    Promise {
+        id: "P2",
+        what: "run with Podman's seccomp profile",
+        figure: "run-seccomp",
+        base: Base::Reference,
+        bound: 0.3,
+        spec: "≤ 0.3× crun",
+        pending: None,
+    },
+    Promise {
+        id: "P3",
+        what: "warm start through the daemon",
+        figure: "sandbox-minimal-daemon",
+        base: Base::Floor("floor-exec"),
+        bound: 3.0,
+        spec: "≤ 3× the fork+exec floor",
+        pending: Some("issue 9: no daemon yet"),
+    },
+];
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub id: &'static str,
+    pub what: &'static str,
+    pub figure: &'static str,
+    pub bound: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// [`BINDING`]'s verdict; `None` when pending or not measured.
+    pub holds: Option<bool>,
+    /// Every phantom measured, [`BINDING`] included.
+    pub results: Vec<RuntimeVerdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuntimeVerdict {
+    pub runtime: String,
+    pub ratio: Option<f64>,
+    pub holds: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+pub fn evaluate(figures: &[Figure], runtimes: &[Runtime]) -> Vec<Verdict> {
+    let find = |id: &str| figures.iter().find(|f| f.id == id);
+    PROMISES
+        .iter()
+        .map(|p| {
+            let mut v = Verdict {
+                id: p.id,
+                what: p.what,
+                figure: p.figure,
+                bound: p.spec,
+                pending: p.pending.map(String::from),
+                holds: None,
+                results: Vec::new(),
+            };
+            if p.pending.is_some() {
+                return v;
+            }
+            let fig = find(p.figure);
+            let base = match p.base {
+                Base::Reference => fig.and_then(|f| f.median(REFERENCE)),
+                Base::Floor(id) => find(id).and_then(|f| f.median("host")),
+            };
+            for rt in runtimes.iter().filter(|r| r.is_phantom) {
+                let cell = fig.and_then(|f| f.cell(&rt.name));
+                let mine = fig.and_then(|f| f.median(&rt.name));
+                let (ratio, note) = match (mine, base, cell) {
+                    (_, _, Some(c)) if c.status == Status::Pending => (
+                        None,
+                        Some(format!("pending ({})", c.note.as_deref().unwrap_or(""))),
+                    ),
+                    (Some(m), Some(b), _) if b > 0.0 => (Some(m / b), None),
+                    (None, _, _) => (None, Some("not measured".into())),
+                    _ => (None, Some("no baseline measured".into())),
+                };
+                let holds = ratio.map(|r| r <= p.bound);
+                if rt.name == BINDING {
+                    v.holds = holds;
+                }
+                v.results.push(RuntimeVerdict {
+                    runtime: rt.name.clone(),
+                    ratio,
+                    holds,
+                    note,
+                });
+            }
+            v
+        })
+        .collect()
+}
+
+pub fn lines(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    for v in verdicts {
+        let head = format!("{} {} ({}):", v.id, v.what, v.bound);
+        let ratio = |r: &RuntimeVerdict| match r.ratio {
+            Some(x) => format!("{x:.2}×"),
+            None => r.note.clone().unwrap_or_default(),
+        };
+        let body = match &v.pending {
+            Some(why) => format!("pending ({why})"),
+            None => {
+                let binding = v.results.iter().find(|r| r.runtime == BINDING);
+                let verdict = match v.holds {
+                    Some(true) => "holds",
+                    Some(false) => "DOES NOT HOLD",
+                    None => "not measured",
+                };
+                let others: Vec<String> = v
+                    .results
+                    .iter()
+                    .filter(|r| r.runtime != BINDING)
+                    .map(|r| format!("{} {}", r.runtime, ratio(r)))
+                    .collect();
+                format!(
+                    "{BINDING} {}: {verdict}{}",
+                    binding.map(ratio).unwrap_or_default(),
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (for comparison, as built: {})", others.join(", "))
+                    }
+                )
+            }
+        };
+        out.push_str(&format!("- {head} {body}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_is_the_read_only_installs() {
+        use crate::report::{Cell, Unit};
+        use crate::rows::Section;
+        let cell = |rt: &str, v: f64| {
+            let mut c = Cell::new(rt, Status::Ok, None);
+            c.samples = vec![v];
+            c
+        };
+        let mut f = Figure::new(
+            "run-seccomp",
+            Section::Start,
+            "t",
+            Unit::Ms,
+            vec![
+                cell("phantom", 8.0),
+                cell(BINDING, 5.0),
+                cell(REFERENCE, 20.0),
+            ],
+        );
+        f.finish();
+        let rts = [
+            Runtime::new(
+                "phantom",
+                std::path::Path::new("/bin/true"),
+                "/r".into(),
+                true,
+                "",
+            ),
+            Runtime::new(
+                BINDING,
+                std::path::Path::new("/bin/true"),
+                "/r".into(),
+                true,
+                "",
+            ),
+        ];
+        let v = evaluate(&[f], &rts);
+        let p2 = v.iter().find(|v| v.id == "P2").unwrap();
+        assert_eq!(p2.holds, Some(true));
+        let text = lines(&v);
+        assert!(
+            text.contains("P2 run with Podman's seccomp profile (≤ 0.3× crun): phantom (ro) 0.25×: holds (for comparison, as built: phantom 0.40×)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("P3 warm start through the daemon (≤ 3× the fork+exec floor): pending")
+        );
+    }
+
+    /// Every promise checked here is stated in docs/SPECIFICATION.md's
+    /// table with the same bound and figure, and the other way round.
+    #[test]
+    fn specification_states_the_same_promises() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SPECIFICATION.md");
+        let spec = std::fs::read_to_string(path).expect("docs/SPECIFICATION.md");
+        for p in PROMISES {
+            let row = spec
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} |", p.id)))
+                .unwrap_or_else(|| panic!("SPECIFICATION.md has no row for {}", p.id));
+            assert!(
+                row.contains(p.spec),
+                "{}: bound {:?} not in {row:?}",
+                p.id,
+                p.spec
+            );
+            assert!(
+                row.contains(&format!("`{}`", p.figure)),
+                "{}: figure `{}` not in {row:?}",
+                p.id,
+                p.figure
+            );
+            assert_eq!(
+                p.pending.is_some(),
+                row.contains("pending"),
+                "{}: pending differs from the spec: {row:?}",
+                p.id
+            );
+        }
+        for l in spec.lines().filter(|l| l.starts_with("| P")) {
+            let id = l.split('|').nth(1).unwrap().trim();
+            assert!(
+                PROMISES.iter().any(|p| p.id == id),
+                "SPECIFICATION.md states {id}, which make bench does not check"
+            );
+        }
+        for p in PROMISES {
+            let known = crate::rows::ROWS.iter().any(|r| r.id == p.figure);
+            assert!(known, "{}: no row {}", p.id, p.figure);
+            if let Base::Floor(f) = p.base {
+                assert!(crate::rows::ROWS
+                    .iter()
+                    .any(|r| r.id == f && r.host.is_some()));
+            }
+        }
+    }
+}

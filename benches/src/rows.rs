@@ -1,0 +1,273 @@
+//! The table of command rows: one timed command per runtime per iteration.
+//! Adding a figure that is "time this command" is one entry in [`ROWS`];
+//! see docs/bench.md.
+//!
+//! Templates are split on whitespace; `{id}` becomes a fresh container id,
+//! `{bundle:NAME}` the path of a bundle that `bundles.rs` writes (`plain`,
+//! `netns`, `seccomp`, `sleep`). Runtime templates get `RUNTIME --root ROOT`
+//! in front.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a figure sits in the report, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    Start,
+    Lifecycle,
+    Sandbox,
+    Throughput,
+    Footprint,
+    Floor,
+}
+
+impl Section {
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Start => {
+                "1. start latency: `run` of /bin/true, wall time of the runtime command"
+            }
+            Section::Lifecycle => "2. lifecycle commands, each timed alone (process: `sleep`)",
+            Section::Sandbox => "3. sandbox start (phantom's own commands)",
+            Section::Throughput => {
+                "4. throughput: `run` of /bin/true (containers/s, higher is better)"
+            }
+            Section::Footprint => "5. footprint",
+            Section::Floor => "6. the floor on this machine (no runtime)",
+        }
+    }
+}
+
+pub struct Row {
+    /// Key in results.json and in promises.
+    pub id: &'static str,
+    pub section: Section,
+    pub title: &'static str,
+    /// Run by every runtime, phantom included.
+    pub oci: Option<&'static str>,
+    /// Run by phantom (as built and installed read-only) instead of `oci`;
+    /// a row with only this is "n/a" for the other runtimes.
+    pub phantom: Option<&'static str>,
+    /// A plain command, no runtime: one contender named "host".
+    pub host: Option<&'static str>,
+    /// Not measurable yet: phantom's cells read "pending (REASON)".
+    pub pending: Option<&'static str>,
+}
+
+pub const ROWS: &[Row] = &[
+    Row {
+        id: "run",
+        section: Section::Start,
+        title: "run, no network namespace",
+        oci: Some("run --bundle {bundle:plain} {id}"),
+        phantom: None,
+        host: None,
+        pending: None,
+    },
+    Row {
+        id: "run-netns",
+        section: Section::Start,
+        title: "run, with a network namespace",
+        oci: Some("run --bundle {bundle:netns} {id}"),
+        phantom: None,
+        host: None,
+        pending: None,
+    },
+    Row {
+        id: "run-seccomp",
+        section: Section::Start,
+        title: "run, no netns, Podman's seccomp profile",
+        oci: Some("run --bundle {bundle:seccomp} {id}"),
+        phantom: None,
+        host: None,
+        pending: None,
+    },
+    Row {
+        id: "sandbox-minimal-cold",
+        section: Section::Sandbox,
+        title: "run --profile minimal -- /bin/true, cold",
+        oci: None,
+        // minimal mounts nothing of the host: the static busybox `true` of
+        // the shared test rootfs (bundles/../base) is given as the workspace.
+        phantom: Some(
+            "run --profile minimal --workspace {bundle:plain}/../base/rootfs/bin -- /workspace/true",
+        ),
+        host: None,
+        pending: None,
+    },
+    Row {
+        id: "sandbox-python-cold",
+        section: Section::Sandbox,
+        title: "run --profile python-dev -- python3 -c pass, cold",
+        oci: None,
+        phantom: Some("run --profile python-dev -- python3 -c pass"),
+        host: None,
+        pending: None,
+    },
+    Row {
+        id: "sandbox-minimal-daemon",
+        section: Section::Sandbox,
+        title: "run --profile minimal -- /bin/true, through the daemon (warm)",
+        oci: None,
+        phantom: Some("run --profile minimal -- /bin/true"),
+        host: None,
+        pending: Some("issue 9"),
+    },
+    Row {
+        id: "sandbox-python-daemon",
+        section: Section::Sandbox,
+        title: "run --profile python-dev -- python3 -c pass, through the daemon (warm)",
+        oci: None,
+        phantom: Some("run --profile python-dev -- python3 -c pass"),
+        host: None,
+        pending: Some("issue 9"),
+    },
+    Row {
+        id: "floor-exec",
+        section: Section::Floor,
+        title: "fork+exec of /bin/true",
+        oci: None,
+        phantom: None,
+        host: Some("/bin/true"),
+        pending: None,
+    },
+    Row {
+        id: "floor-python",
+        section: Section::Floor,
+        title: "python3 -c pass, bare (no sandbox)",
+        oci: None,
+        phantom: None,
+        host: Some("/usr/bin/python3 -c pass"),
+        pending: None,
+    },
+    Row {
+        id: "floor-unshare",
+        section: Section::Floor,
+        title: "unshare --fork --pid --ipc --uts --mount /bin/true",
+        oci: None,
+        phantom: None,
+        host: Some("unshare --fork --pid --ipc --uts --mount /bin/true"),
+        pending: None,
+    },
+    Row {
+        id: "floor-unshare-net",
+        section: Section::Floor,
+        title: "unshare --fork --pid --ipc --uts --mount --net /bin/true",
+        oci: None,
+        phantom: None,
+        host: Some("unshare --fork --pid --ipc --uts --mount --net /bin/true"),
+        pending: None,
+    },
+];
+
+/// What one contender does for one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Arguments after `RUNTIME --root ROOT` (still templated).
+    Runtime(&'static str),
+    NotApplicable,
+    Pending(&'static str),
+}
+
+impl Row {
+    /// The plan for a runtime (`is_phantom` picks phantom's template).
+    pub fn plan_for_runtime(&self, is_phantom: bool) -> Plan {
+        let template = if is_phantom {
+            self.phantom.or(self.oci)
+        } else {
+            self.oci
+        };
+        match (template, self.pending) {
+            (None, _) => Plan::NotApplicable,
+            (Some(_), Some(why)) => Plan::Pending(why),
+            (Some(t), None) => Plan::Runtime(t),
+        }
+    }
+}
+
+/// Expand a template into argv.
+pub fn expand(template: &str, id: &str, bundle: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    template
+        .split_whitespace()
+        .map(|tok| {
+            if tok == "{id}" {
+                id.to_string()
+            } else if let Some((name, rest)) =
+                tok.strip_prefix("{bundle:").and_then(|r| r.split_once('}'))
+            {
+                // `{bundle:NAME}/sub/path` is a path inside the bundle.
+                // Unknown bundle names are caught by the row-table test.
+                match bundle(name) {
+                    Some(b) => format!("{b}{rest}"),
+                    None => tok.to_string(),
+                }
+            } else {
+                tok.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_well_formed() {
+        let mut ids = std::collections::HashSet::new();
+        for r in ROWS {
+            assert!(ids.insert(r.id), "duplicate row id {}", r.id);
+            assert!(
+                r.host.is_some() != (r.oci.is_some() || r.phantom.is_some()),
+                "{}: a row is either a host command or runtime commands",
+                r.id
+            );
+            for t in [r.oci, r.phantom, r.host].into_iter().flatten() {
+                for tok in t.split_whitespace() {
+                    if let Some(b) = tok.strip_prefix("{bundle:") {
+                        let name = b.split('}').next().unwrap_or(b);
+                        assert!(
+                            crate::bundles::NAMES.contains(&name),
+                            "{}: unknown bundle {name}",
+                            r.id
+                        );
+                    } else {
+                        assert!(
+                            !tok.contains('{') || tok == "{id}",
+                            "{}: unknown placeholder {tok}",
+                            r.id
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plans_and_expansion() {
+        let run = &ROWS[0];
+        assert_eq!(
+            run.plan_for_runtime(false),
+            Plan::Runtime("run --bundle {bundle:plain} {id}")
+        );
+        let sandbox = ROWS
+            .iter()
+            .find(|r| r.id == "sandbox-minimal-cold")
+            .unwrap();
+        assert_eq!(sandbox.plan_for_runtime(false), Plan::NotApplicable);
+        assert!(matches!(sandbox.plan_for_runtime(true), Plan::Runtime(_)));
+        let warm = ROWS
+            .iter()
+            .find(|r| r.id == "sandbox-minimal-daemon")
+            .unwrap();
+        assert_eq!(warm.plan_for_runtime(true), Plan::Pending("issue 9"));
+        let argv = expand("run --bundle {bundle:plain} {id}", "c1", |n| {
+            Some(format!("/b/{n}"))
+        });
+        assert_eq!(argv, ["run", "--bundle", "/b/plain", "c1"]);
+        let argv = expand("--workspace {bundle:plain}/rootfs/bin", "c1", |n| {
+            Some(format!("/b/{n}"))
+        });
+        assert_eq!(argv, ["--workspace", "/b/plain/rootfs/bin"]);
+    }
+}

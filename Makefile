@@ -32,8 +32,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Build phantom and run an OCI container from a bundle made by `phantom spec`.
+# Build phantom, run a sandboxed command from a profile, then an OCI
+# container from a bundle made by `phantom spec`.
 demo: deps release
+	@echo '$$ phantom run --profile python-dev -- python3 -c ...'
+	@$(PHANTOM) --root $(BUILD)/state run --profile python-dev -- \
+		python3 -c 'import os, platform; print("hello from python", platform.python_version(), "as pid", os.getpid(), "in", os.getcwd())'
 	@rm -rf $(BUILD)/demo && mkdir -p $(BUILD)/demo
 	@hack/make-rootfs.sh $(BUILD)/demo >/dev/null
 	@cd $(BUILD)/demo && $(PHANTOM) spec

@@ -19,12 +19,15 @@ pub enum Msg {
     Hooks,
     /// Stage one of a two-stage init: the pid of the real init.
     Pid(i32),
+    /// To a zygote: the request to run (JSON `ExecRequest`), with the
+    /// caller's stdin, stdout and stderr attached.
+    Exec(String),
     Ready,
     Error(String),
 }
 
 impl Msg {
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         match self {
             Msg::Go(s) => {
                 let mut v = b"G".to_vec();
@@ -33,6 +36,11 @@ impl Msg {
             }
             Msg::Hooks => b"H".to_vec(),
             Msg::Pid(p) => format!("P{p}").into_bytes(),
+            Msg::Exec(s) => {
+                let mut v = b"X".to_vec();
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
             Msg::Ready => b"R".to_vec(),
             Msg::Error(e) => {
                 let mut v = b"E".to_vec();
@@ -42,7 +50,7 @@ impl Msg {
         }
     }
 
-    fn decode(b: &[u8]) -> Option<Msg> {
+    pub fn decode(b: &[u8]) -> Option<Msg> {
         match b.first()? {
             b'G' => Some(Msg::Go(String::from_utf8_lossy(&b[1..]).into_owned())),
             b'H' => Some(Msg::Hooks),
@@ -52,6 +60,7 @@ impl Msg {
                 .ok()
                 .map(Msg::Pid),
             b'R' => Some(Msg::Ready),
+            b'X' => Some(Msg::Exec(String::from_utf8_lossy(&b[1..]).into_owned())),
             b'E' => Some(Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned())),
             _ => None,
         }
@@ -90,6 +99,16 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with file descriptors attached (SCM_RIGHTS).
+    pub fn send_with_fds(&self, m: &Msg, fds: &[i32]) -> Result<()> {
+        send_with_fds(self.fd.as_raw_fd(), m, fds)
+    }
+
+    /// Next message and the fds that came with it (close-on-exec).
+    pub fn recv_with_fds(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+        recv_with_fds(self.fd.as_raw_fd())
+    }
+
     /// Next message; `None` when the other side closed without a word.
     pub fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
@@ -110,6 +129,52 @@ impl Channel {
             }
         }
     }
+}
+
+/// recvmsg on any socket: one message and the fds that came with it
+/// (close-on-exec). `None` at end of stream.
+pub fn recv_with_fds(fd: std::os::fd::RawFd) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let (n, fds) = loop {
+        match recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().ctx(|| "read control messages".into())? {
+                    if let ControlMessageOwned::ScmRights(list) = c {
+                        // SAFETY: the kernel installed these fds for us.
+                        fds.extend(
+                            list.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+                break (msg.bytes, fds);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("receive a message with fds", e)),
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let msg = Msg::decode(&buf[..n]).ok_or_else(|| Error::Init("garbled message".into()))?;
+    Ok(Some((msg, fds)))
+}
+
+/// sendmsg on any socket: one message with fds attached.
+pub fn send_with_fds(fd: std::os::fd::RawFd, m: &Msg, fds: &[i32]) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let b = m.encode();
+    let iov = [std::io::IoSlice::new(&b)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(fd, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .ctx(|| "send a message with fds".into())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub enum Command {
     /// Compile or explain a policy
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Serve the Model Context Protocol (stdio or streamable HTTP) for agents
+    Mcp(phantom_mcp::cli::McpArgs),
+    /// Keep warm zygote pools for `phantom run --profile`
+    Daemon(Daemon),
+    #[command(hide = true)]
+    ZygoteServe(ZygoteServe),
 }
 
 /// What turns a profile into a sandbox (shared by `run` and `create`).
@@ -88,6 +94,41 @@ pub struct SandboxArgs {
     /// Environment variable K=V for the command (repeatable)
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
+    /// The daemon's socket for the warm path (default $PHANTOM_DAEMON_SOCKET
+    /// or /run/phantom/daemon.sock)
+    #[arg(long)]
+    pub daemon_socket: Option<std::path::PathBuf>,
+    /// Never use the daemon: always the cold path
+    #[arg(long)]
+    pub no_daemon: bool,
+}
+
+/// Keep warm zygote pools and hand them to `phantom run --profile`
+#[derive(Args, Debug)]
+pub struct Daemon {
+    /// Where clients connect (default $PHANTOM_DAEMON_SOCKET or /run/phantom/daemon.sock)
+    #[arg(long)]
+    pub socket: Option<std::path::PathBuf>,
+    /// A pool: PROFILE=N warm zygotes (repeatable)
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
+    /// Extra directory of profile YAML files
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
+    /// Print the running daemon's pools and exit
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// One zygote serving one request (started by the daemon)
+#[derive(Args, Debug)]
+pub struct ZygoteServe {
+    #[arg(long)]
+    pub profile: String,
+    #[arg(long)]
+    pub socket: std::path::PathBuf,
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
 }
 
 /// Create a container from a bundle, or a persistent sandbox from a profile

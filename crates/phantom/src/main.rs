@@ -6,6 +6,7 @@ mod features;
 mod logging;
 mod policy_cmd;
 mod sandbox_cmd;
+mod zygote_cmd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     no_pivot: a.no_pivot,
                     preserve_fds: a.preserve_fds,
                     console_fd: None,
+                    zygote: false,
                     no_new_keyring: a.no_new_keyring,
                 },
             )?;
@@ -167,10 +169,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container::delete(&store, &a.container_id, a.force)?;
             Ok(0)
         }
-        Command::Run(a) if a.sandbox.profile.is_some() => {
-            phantom_runtime::exe_guard::ensure_sealed()?;
-            sandbox_cmd::run(&store, a)
-        }
+        // The binary guard is the cold path's business (sandbox_cmd::run):
+        // the warm path forks nothing.
+        Command::Run(a) if a.sandbox.profile.is_some() => sandbox_cmd::run(&store, a),
         Command::Run(a) => {
             phantom_runtime::exe_guard::ensure_sealed()?;
             no_sandbox_flags(&a.sandbox, false)?;
@@ -188,6 +189,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         no_pivot: a.no_pivot,
                         preserve_fds: a.preserve_fds,
                         console_fd: None,
+                        zygote: false,
                         no_new_keyring: a.no_new_keyring,
                     },
                     detach: a.detach,
@@ -223,6 +225,32 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 &mut std::io::stdout().lock(),
             )?;
             Ok(0)
+        }
+        Command::Daemon(a) => {
+            let socket = zygote_cmd::socket_path(a.socket.as_deref());
+            if a.status {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&zygote_cmd::pools(&socket)?)?
+                );
+                return Ok(0);
+            }
+            let mut pools = Vec::new();
+            for p in &a.pools {
+                let (name, n) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--pool {p:?}: expected PROFILE=N"))?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| anyhow!("--pool {p:?}: N must be a number"))?;
+                pools.push((name.to_string(), n));
+            }
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            zygote_cmd::daemon(store.root(), &socket, &pools, a.profile_path.as_deref())
+        }
+        Command::ZygoteServe(a) => {
+            phantom_runtime::exe_guard::ensure_sealed()?;
+            zygote_cmd::serve(&store, &a.profile, &a.socket, a.profile_path.clone())
         }
         Command::Destroy(a) => {
             phantom_runtime::sandbox::destroy(&store, &a.container_id, a.keep_workspace)?;
@@ -273,6 +301,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Checkpoint(_) => not_yet("checkpoint"),
+        Command::Mcp(a) => phantom_mcp::main(a),
     }
 }
 

@@ -62,15 +62,17 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v * mult))
 }
 
-fn random_id() -> String {
+/// Twelve random hex digits.
+pub fn random_suffix() -> String {
     let mut b = [0u8; 6];
     // getrandom never blocks here (the pool is initialised after boot).
     // SAFETY: the buffer is valid for its length.
     unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    format!(
-        "sbx-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn random_id() -> String {
+    format!("sbx-{}", random_suffix())
 }
 
 /// A sandbox written to disk, ready for `create`.
@@ -212,6 +214,35 @@ fn stdin_is_tty() -> bool {
 pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     let (id, command) = split_id_and_command(&a.args, &a.command)?;
     let timeout = a.timeout.as_deref().map(parse_duration).transpose()?;
+    // The warm path serves the profile as it is: any change to the sandbox
+    // itself (workspace, limits, network, mode) or to how it is kept needs
+    // a sandbox of its own.
+    let s = &a.sandbox;
+    let warm_ok = !s.no_daemon
+        && id.is_none()
+        && !command.is_empty()
+        && s.workspace.is_none()
+        && s.mode.is_none()
+        && s.network.is_none()
+        && s.memory.is_none()
+        && s.cpus.is_none()
+        && s.pids.is_none()
+        && s.profile_path.is_none()
+        && a.console_socket.is_none()
+        && a.pid_file.is_none()
+        && !a.detach
+        && !a.keep
+        && !stdin_is_tty();
+    if warm_ok {
+        let socket = crate::zygote_cmd::socket_path(s.daemon_socket.as_deref());
+        let profile = s.profile.as_deref().expect("caller checked --profile");
+        if let Some(code) =
+            crate::zygote_cmd::run_warm(&socket, profile, &command, &s.env, timeout)?
+        {
+            return Ok(code);
+        }
+    }
+    phantom_runtime::exe_guard::ensure_sealed()?;
     let p = prepare(store, &a.sandbox, id, command, stdin_is_tty())?;
     let res = container::run(
         store,
@@ -225,6 +256,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
                 preserve_fds: a.preserve_fds,
                 no_new_keyring: a.no_new_keyring,
                 console_fd: None,
+                zygote: false,
             },
             detach: a.detach,
             keep: a.keep || a.detach,
@@ -280,6 +312,7 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
             preserve_fds: 0,
             no_new_keyring: a.no_new_keyring,
             console_fd: None,
+            zygote: false,
         },
     )
     .and_then(|_| container::start(store, &id));

@@ -31,6 +31,9 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// Keep the caller's session keyring (runc's --no-new-keyring).
     pub no_new_keyring: bool,
+    /// Make a zygote: init waits for a request on the sync channel instead
+    /// of exec.fifo (see `container::zygote`).
+    pub zygote: bool,
 }
 
 /// Annotation a sandbox profile sets to choose its mode (`direct`,
@@ -244,6 +247,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
         }),
         hooks: spec.hooks().clone(),
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
+        zygote: opts.zygote,
         loopback_up: new_netns
             && spec
                 .annotations()
@@ -255,6 +259,15 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
 
 /// Create the container; returns its state (status `created`).
 pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerState> {
+    create_with_channel(store, opts).map(|(st, _)| st)
+}
+
+/// `create`, keeping our end of the sync channel (a zygote's runner sends
+/// the request over it).
+pub(crate) fn create_with_channel(
+    store: &StateStore,
+    opts: &CreateOptions,
+) -> Result<(ContainerState, channel::Channel)> {
     let mut phases = crate::phase::Phases::start("create");
     crate::state::validate_id(&opts.id)?;
     let bundle = crate::spec::bundle_dir(&opts.bundle)?;
@@ -316,7 +329,7 @@ fn create_reserved(
     (cgroup, resources): (&crate::cgroups::Cgroup, &oci_spec::runtime::LinuxResources),
     mut plan: InitPlan,
     child: &mut Option<i32>,
-) -> Result<ContainerState> {
+) -> Result<(ContainerState, channel::Channel)> {
     let dir = store.dir(&opts.id);
     let fifo = store.fifo_path(&opts.id);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -440,7 +453,7 @@ fn create_reserved(
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.0)?;
     }
-    Ok(state)
+    Ok((state, parent_end))
 }
 
 /// Clone init into its new namespaces. Returns its pid (in our pid

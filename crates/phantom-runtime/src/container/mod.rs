@@ -11,6 +11,7 @@ pub mod run;
 pub mod start;
 pub mod status;
 pub mod update;
+pub mod zygote;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;

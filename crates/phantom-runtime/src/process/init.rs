@@ -42,6 +42,9 @@ pub struct InitPlan {
     /// caller's session are not reachable (runc's default; off with
     /// `--no-new-keyring`).
     pub session_keyring: Option<String>,
+    /// A zygote: set up everything that does not depend on the request,
+    /// then wait on the sync channel for the program and stdio to run.
+    pub zygote: bool,
     /// Bring `lo` up in the new network namespace (a sandbox with network
     /// `loopback`; annotation run.phantom.network).
     pub loopback_up: bool,
@@ -174,6 +177,9 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     }
     phases.mark("masked and read-only paths");
 
+    if plan.zygote {
+        return zygote(sys, plan, chan);
+    }
     let program = super::setup::prepare(sys, &plan.process)?;
     phases.mark("process");
     let args = plan.process.process.args().clone().unwrap_or_default();
@@ -266,4 +272,61 @@ fn loopback_up() -> Result<()> {
     nix::errno::Errno::result(rc)
         .map(drop)
         .ctx(|| "bring up lo in the sandbox's network namespace".into())
+}
+
+/// What a zygote is asked to run.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// `K=V`, added to (and overriding) the profile's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+/// The zygote's tail: identity and capabilities now, then one request:
+/// its stdio becomes ours, and the program is looked up and executed
+/// under the profile's Landlock rules and seccomp filter. The parent stays
+/// (PDEATHSIG is kept: a zygote never outlives its runner).
+fn zygote(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
+    super::setup::prepare_identity(sys, &plan.process)?;
+    // A zygote may wait long: let go of everything inherited from the
+    // runner now (the state directory's lock among it).
+    super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
+    chan.send(&Msg::Ready)?;
+    let (req, fds) = match chan.recv_with_fds()? {
+        Some((Msg::Exec(json), fds)) => {
+            let req: ExecRequest = serde_json::from_str(&json)
+                .map_err(|e| Error::Init(format!("zygote request: {e}")))?;
+            (req, fds)
+        }
+        // SAFETY: see `main`; the runner gave up on this zygote.
+        _ => unsafe { libc::_exit(0) },
+    };
+    if req.args.is_empty() {
+        return Err(Error::config("request.args", "must name a program to run"));
+    }
+    for (target, fd) in fds.iter().take(3).enumerate() {
+        // SAFETY: dup2 onto the stdio numbers; `fd` is a valid received fd.
+        nix::errno::Errno::result(unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), target as i32)
+        })
+        .ctx(|| format!("install the request's fd {target}"))?;
+    }
+    drop(fds);
+    let mut p = plan.process.clone();
+    p.process.set_args(Some(req.args.clone()));
+    for kv in &req.env {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        p.env
+            .retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        p.env.push(kv.clone());
+    }
+    if let Some(cwd) = &req.cwd {
+        p.process.set_cwd(cwd.clone());
+    }
+    let program = super::setup::locate(&p)?;
+    super::setup::seal_fds(&p, &[chan.raw(), plan.state_dir])?;
+    super::setup::exec(&p, &program, &req.args)
 }

@@ -60,6 +60,13 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
 
 /// Everything from the terminal to the program lookup; returns the program.
 pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
+    prepare_identity(sys, p)?;
+    locate(p)
+}
+
+/// The request-independent part: terminal, limits, bounding set, user,
+/// capabilities, no_new_privs, umask. A zygote stops after this.
+pub fn prepare_identity(sys: &dyn Sys, p: &ProcessPlan) -> Result<()> {
     let process = &p.process;
     if process.terminal().unwrap_or(false) {
         let sock = p.console_socket.ok_or_else(|| {
@@ -94,6 +101,12 @@ pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
+    Ok(())
+}
+
+/// The cwd (confined to the container) and the program lookup.
+pub fn locate(p: &ProcessPlan) -> Result<PathBuf> {
+    let process = &p.process;
     enter_cwd(process.cwd())?;
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args

@@ -179,10 +179,10 @@ pub fn profile_list_to(
                 }
                 None => ("-".into(), "-".into(), "-".into()),
             };
-            // The start time needs `phantom run --profile`, which is not wired yet.
+            let start = start_time(&p.name, p.host_system);
             writeln!(
                 out,
-                "{:<12} {:<9} {:<9} {:>5} {:>10} {:>10}  pending",
+                "{:<12} {:<9} {:<9} {:>5} {:>10} {:>10}  {start}",
                 p.name, p.mode, p.network, len, compile, hit
             )?;
         } else {
@@ -205,11 +205,48 @@ pub fn profile_list_to(
         writeln!(
             out,
             "\nCOMPILE: compile_oci, median of 50; CACHE HIT: PolicyCache::seccomp on a \
-             cached entry (key + read + checksum + decode), median of 50; START: pending \
-             until `phantom run --profile` is wired"
+             cached entry (key + read + checksum + decode), median of 50; START: \
+             `phantom run --no-daemon --profile NAME -- true` (cold), median of 5"
         )?;
     }
     Ok(0)
+}
+
+/// Median wall time of a cold `phantom run --profile NAME -- true`, run
+/// with a state root and sandbox directory of its own.
+fn start_time(name: &str, host_system: bool) -> String {
+    if !host_system {
+        return "n/a (no host /bin)".into();
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return "needs root".into();
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return "n/a".into();
+    };
+    let Ok(tmp) = tempfile::tempdir() else {
+        return "n/a".into();
+    };
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let ok = std::process::Command::new(&exe)
+            .arg("--root")
+            .arg(tmp.path().join("state"))
+            .args(["run", "--no-daemon", "--profile", name, "--", "true"])
+            .env("PHANTOM_SANDBOX_DIR", tmp.path().join("sandboxes"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return "failed".into();
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    format!("{:.1} ms", times[2].as_secs_f64() * 1000.0)
 }
 
 /// `phantom profile show NAME`: the profile's YAML.
@@ -381,7 +418,7 @@ mod tests {
         }
         assert!(s.contains("hardened"));
         let s = text(|o| profile_list_to(o, &[], true));
-        assert!(s.contains("pending"), "{s}");
+        assert!(s.contains("START"), "{s}");
         let s = text(|o| profile_show_to(o, &[], "strict"));
         assert!(s.contains("profile: strict"));
         assert!(profile_show_to(&mut Vec::new(), &[], "nope").is_err());

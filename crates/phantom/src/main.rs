@@ -301,7 +301,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Checkpoint(_) => not_yet("checkpoint"),
-        Command::Mcp(a) => phantom_mcp::main(a),
     }
 }
 

@@ -21,6 +21,7 @@ release:
 # Every test (as root): unit tests, real containers from the busybox rootfs,
 # the OCI conformance suite, and Podman and containerd driving phantom.
 test: deps build
+	crates/phantom-mcp/tests/setup-venv.sh
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 	$(MAKE) conformance RUNTIME=phantom
 	$(MAKE) engines RUNTIME=phantom

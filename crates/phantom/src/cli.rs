@@ -56,6 +56,8 @@ pub enum Command {
     /// Compile or explain a policy
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Serve the Model Context Protocol (stdio or streamable HTTP) for agents
+    Mcp(phantom_mcp::cli::McpArgs),
     /// Keep warm zygote pools for `phantom run --profile`
     Daemon(Daemon),
     #[command(hide = true)]

@@ -301,6 +301,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Checkpoint(_) => not_yet("checkpoint"),
+        Command::Mcp(a) => phantom_mcp::main(a),
     }
 }
 

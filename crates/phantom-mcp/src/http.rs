@@ -1,0 +1,295 @@
+//! Streamable HTTP transport with the guards a network listener needs:
+//! API keys, an Origin allowlist (against DNS rebinding from browsers), a
+//! body size limit, and sessions bound to the key that opened them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::{PhantomMcp, Shared};
+
+/// Which API key a request came with (its line number, never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyId(pub String);
+
+/// Reads the API keys file: one key per line, `#` comments; the file must
+/// not be readable or writable by group or others.
+pub fn load_keys(path: &Path) -> Result<Vec<(String, KeyId)>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("--api-keys {}: cannot read", path.display()))?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "--api-keys {}: mode is {mode:04o}; it holds secrets, so it must be 0600 (chmod 600 {})",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--api-keys {}: cannot read", path.display()))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let k = line.trim();
+        if k.is_empty() || k.starts_with('#') {
+            continue;
+        }
+        if k.len() < 16 {
+            bail!(
+                "--api-keys {}: the key on line {} is shorter than 16 characters",
+                path.display(),
+                i + 1
+            );
+        }
+        keys.push((k.to_string(), KeyId(format!("key@line{}", i + 1))));
+    }
+    if keys.is_empty() {
+        bail!("--api-keys {}: no keys in the file", path.display());
+    }
+    Ok(keys)
+}
+
+struct Guard {
+    keys: Vec<(String, KeyId)>,
+    origins: Vec<String>,
+    max_body: u64,
+    /// Mcp-Session-Id -> the key that opened it.
+    sessions: Mutex<HashMap<String, KeyId>>,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn presented_key(h: &HeaderMap) -> Option<String> {
+    if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    let auth = h.get("authorization")?.to_str().ok()?;
+    let (scheme, rest) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+}
+
+/// `scheme://host[:port]`, lower-cased, without a trailing slash.
+fn normalize_origin(o: &str) -> String {
+    o.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn is_localhost_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        rest.split(':').next().unwrap_or_default()
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+impl Guard {
+    fn origin_ok(&self, origin: &str) -> bool {
+        let o = normalize_origin(origin);
+        if self.origins.is_empty() {
+            is_localhost_origin(&o)
+        } else {
+            self.origins.contains(&o)
+        }
+    }
+
+    fn key(&self, presented: &str) -> Option<KeyId> {
+        let mut found = None;
+        for (k, id) in &self.keys {
+            if ct_eq(k.as_bytes(), presented.as_bytes()) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+}
+
+fn reject(status: StatusCode, msg: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": -32600, "message": msg},
+    });
+    let mut r = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static("Bearer realm=\"phantom-mcp\""),
+        );
+    }
+    r
+}
+
+async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let h = req.headers();
+    if let Some(origin) = h.get("origin") {
+        let o = origin.to_str().unwrap_or("");
+        if !g.origin_ok(o) {
+            tracing::warn!(origin = %o, "refused: Origin not allowed");
+            return reject(
+                StatusCode::FORBIDDEN,
+                &format!("Origin {o:?} is not allowed (see phantom mcp --allow-origin)"),
+            );
+        }
+    }
+    let Some(presented) = presented_key(h) else {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "an API key is required: Authorization: Bearer KEY or X-API-Key: KEY",
+        );
+    };
+    let Some(key) = g.key(&presented) else {
+        tracing::warn!("refused: unknown API key");
+        return reject(StatusCode::UNAUTHORIZED, "unknown API key");
+    };
+    if let Some(len) = h
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > g.max_body {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body of {len} bytes is over the limit of {}",
+                    g.max_body
+                ),
+            );
+        }
+    }
+    let session = h
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(s) = &session {
+        let owner = g
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(s)
+            .cloned();
+        if let Some(owner) = owner {
+            if owner != key {
+                tracing::warn!(key = %key.0, "refused: session opened with another key");
+                return reject(StatusCode::NOT_FOUND, "session not found");
+            }
+        }
+    }
+    let is_delete = req.method() == Method::DELETE;
+    req.extensions_mut().insert(key.clone());
+    let resp = next.run(req).await;
+    let mut sessions = g.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sid) = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        sessions.entry(sid.to_string()).or_insert(key);
+    }
+    if is_delete && resp.status().is_success() {
+        if let Some(s) = session {
+            sessions.remove(&s);
+        }
+    }
+    resp
+}
+
+/// Serves MCP over streamable HTTP at `http://LISTEN/mcp` until `stop`.
+pub async fn serve(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    keys: Vec<(String, KeyId)>,
+    origins: &[String],
+    max_body: u64,
+    stop: CancellationToken,
+) -> Result<()> {
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if !listen.ip().is_unspecified() {
+        hosts.push(listen.ip().to_string());
+    }
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(stop.child_token())
+        .with_allowed_hosts(hosts)
+        .with_max_request_body_bytes(usize::try_from(max_body).unwrap_or(usize::MAX));
+    let factory_shared = shared.clone();
+    let service = StreamableHttpService::new(
+        move || Ok(PhantomMcp::new(factory_shared.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let g = Arc::new(Guard {
+        keys,
+        origins: origins.iter().map(|o| normalize_origin(o)).collect(),
+        max_body,
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(g, guard))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Body::from("MCP is served at /mcp\n")) });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("--listen {listen}: cannot bind"))?;
+    tracing::info!("MCP over streamable HTTP at http://{listen}/mcp");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(is_localhost_origin("http://localhost:3000"));
+        assert!(is_localhost_origin("http://127.0.0.1"));
+        assert!(is_localhost_origin("http://[::1]:8080"));
+        assert!(!is_localhost_origin("http://localhost.evil.com"));
+        assert!(!is_localhost_origin("https://evil.com"));
+        assert!(!is_localhost_origin("null"));
+    }
+
+    #[test]
+    fn keys_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("keys");
+        std::fs::write(&p, "# comment\nabcdefghijklmnopqrstuvwxyz\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_keys(&p).unwrap_err().to_string().contains("0600"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let k = load_keys(&p).unwrap();
+        assert_eq!(k.len(), 1);
+        assert_eq!(k[0].1, KeyId("key@line2".into()));
+    }
+}

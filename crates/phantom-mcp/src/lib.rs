@@ -1,0 +1,243 @@
+//! `phantom mcp`: a Model Context Protocol server (the official Rust SDK,
+//! rmcp) over stdio or streamable HTTP. Agents run code in phantom
+//! sandboxes through its tools; see docs/mcp.md.
+//!
+//! The server is multi-threaded (tokio), so it never forks a container
+//! itself: every sandbox is made by running the phantom binary as a
+//! subprocess ([`backend::Subprocess`], the cold path).
+
+pub mod backend;
+pub mod cli;
+pub mod files;
+pub mod http;
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
+
+use cli::{McpArgs, Transport};
+use server::{PhantomMcp, Shared};
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    // SAFETY: the buffer is valid for writes of its length; getrandom only
+    // writes into it.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if usize::try_from(got).ok() != Some(n) {
+        // Never expected after boot; fall back to something unique enough.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let seed = t ^ u128::from(std::process::id());
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (seed >> ((i % 16) * 8)) as u8;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Sizes like 64KiB, 4MiB, 1000 (bytes).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().with_context(|| format!("{s:?}: not a size"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => bail!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)"),
+    };
+    Ok((v * mult) as u64)
+}
+
+/// Durations like 30s, 5m, 500ms, 1h, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("{s:?}: not a duration"))?;
+    let mult = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        u => bail!("{s:?}: unknown unit {u:?} (use ms, s, m or h)"),
+    };
+    if v.is_nan() || v <= 0.0 {
+        bail!("{s:?}: must be positive");
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+fn log_dispatch(args: &McpArgs) -> Result<tracing::Dispatch> {
+    let level = if args.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
+    let d = match &args.log {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("--log {}: cannot open", p.display()))?;
+            tracing::Dispatch::new(builder.with_writer(Arc::new(f)).finish())
+        }
+        None => tracing::Dispatch::new(builder.with_writer(std::io::stderr).finish()),
+    };
+    Ok(d)
+}
+
+/// Runs the server until the client goes away (stdio) or SIGINT/SIGTERM.
+pub fn main(args: &McpArgs) -> Result<i32> {
+    let dispatch = log_dispatch(args)?;
+    // The binary may have installed a global subscriber already; ours is
+    // the default on every thread of this runtime (logs never go to
+    // stdout, which carries the protocol on stdio).
+    let _main_guard = tracing::dispatcher::set_default(&dispatch);
+    let d2 = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("phantom-mcp")
+        .on_thread_start(move || {
+            std::mem::forget(tracing::dispatcher::set_default(&d2));
+        })
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(args))?;
+    // Do not wait for stray blocking tasks (a client stuck on a pipe).
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(0)
+}
+
+fn shared_from(args: &McpArgs) -> Result<Arc<Shared>> {
+    let bin: PathBuf = match &args.phantom_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("cannot find the phantom binary")?,
+    };
+    let max_output = usize::try_from(parse_size(&args.max_output).context("--max-output")?)?;
+    let default_timeout = parse_duration(&args.default_timeout).context("--default-timeout")?;
+    let max_timeout = parse_duration(&args.max_timeout).context("--max-timeout")?;
+    if args.max_sandboxes == 0 {
+        bail!("--max-sandboxes must be at least 1");
+    }
+    let backend = backend::Subprocess {
+        bin,
+        root: args.root.clone(),
+        max_output,
+    };
+    Ok(Shared::new(
+        Arc::new(backend),
+        max_output,
+        default_timeout,
+        max_timeout.max(default_timeout),
+        args.max_sandboxes,
+    ))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn serve(args: &McpArgs) -> Result<()> {
+    let shared = shared_from(args)?;
+    match args.transport {
+        Transport::Stdio => {
+            tracing::info!("MCP over stdio");
+            let handler = PhantomMcp::new(shared.clone());
+            let running = handler
+                .clone()
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("MCP handshake on stdio")?;
+            tokio::select! {
+                r = running.waiting() => {
+                    if let Err(e) = r {
+                        tracing::warn!("stdio session ended: {e}");
+                    }
+                }
+                _ = stop_signal() => tracing::info!("signal: shutting down"),
+            }
+            server::end_session(&handler).await;
+            shared.destroy_all().await;
+            tracing::info!("stdio session closed");
+        }
+        Transport::Http => {
+            let Some(keys_file) = &args.api_keys else {
+                bail!("--transport http needs --api-keys FILE (one key per line, mode 0600)");
+            };
+            let keys = http::load_keys(keys_file)?;
+            if !args.listen.ip().is_loopback() {
+                tracing::warn!(
+                    "listening on {} (not loopback): anyone who can reach it and holds a key can run code",
+                    args.listen
+                );
+            }
+            let max_body = parse_size(&args.max_body).context("--max-body")?;
+            let stop = CancellationToken::new();
+            let s2 = stop.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                tracing::info!("signal: shutting down");
+                s2.cancel();
+            });
+            let res = http::serve(
+                shared.clone(),
+                args.listen,
+                keys,
+                &args.allow_origin,
+                max_body,
+                stop,
+            )
+            .await;
+            shared.destroy_all().await;
+            res?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("12XB").is_err());
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("0").is_err());
+    }
+}

@@ -65,7 +65,9 @@ pub const PROMISES: &[Promise] = &[
         base: Base::Floor("floor-exec"),
         bound: 3.0,
         spec: "≤ 3× the fork+exec floor",
-        pending: Some("issue 9: no daemon yet"),
+        pending: Some(
+            "the bench does not start a daemon yet (docs/daemon.md has hand measurements)",
+        ),
     },
 ];
 

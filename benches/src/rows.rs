@@ -111,7 +111,7 @@ pub const ROWS: &[Row] = &[
         oci: None,
         phantom: Some("run --profile minimal -- /bin/true"),
         host: None,
-        pending: Some("issue 9"),
+        pending: Some("the bench does not start a daemon yet"),
     },
     Row {
         id: "sandbox-python-daemon",
@@ -120,7 +120,7 @@ pub const ROWS: &[Row] = &[
         oci: None,
         phantom: Some("run --profile python-dev -- python3 -c pass"),
         host: None,
-        pending: Some("issue 9"),
+        pending: Some("the bench does not start a daemon yet"),
     },
     Row {
         id: "floor-exec",
@@ -260,7 +260,10 @@ mod tests {
             .iter()
             .find(|r| r.id == "sandbox-minimal-daemon")
             .unwrap();
-        assert_eq!(warm.plan_for_runtime(true), Plan::Pending("issue 9"));
+        assert_eq!(
+            warm.plan_for_runtime(true),
+            Plan::Pending("the bench does not start a daemon yet")
+        );
         let argv = expand("run --bundle {bundle:plain} {id}", "c1", |n| {
             Some(format!("/b/{n}"))
         });

@@ -109,18 +109,7 @@ pub fn ensure_sealed() -> Result<()> {
     .ctx(|| format!("remount {} read-only", exe.display()))?;
 
     let prog = CString::new(exe.as_os_str().as_bytes()).expect("path has no NUL");
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| CString::new(a.as_bytes()).expect("argv has no NUL"))
-        .collect();
-    let mut env: Vec<CString> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
-            b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            CString::new(b).expect("env has no NUL")
-        })
-        .collect();
-    env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
+    let (args, mut env) = reexec_argv_env();
     if host_ns >= 0 {
         env.push(CString::new(format!("{HOST_MNTNS}={host_ns}")).expect("no NUL"));
     }
@@ -175,7 +164,14 @@ fn reexec_memfd() -> Result<()> {
             std::io::Error::last_os_error(),
         ));
     }
-    let args: Vec<CString> = std::env::args_os()
+    let (args, env) = reexec_argv_env();
+    let e = nix::unistd::fexecve(&memfd, &args, &env).unwrap_err();
+    Err(Error::sys("re-exec from a sealed memfd", e))
+}
+
+/// Our argv, and our environment plus the marker that says "sealed".
+fn reexec_argv_env() -> (Vec<CString>, Vec<CString>) {
+    let args = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).expect("argv has no NUL"))
         .collect();
     let mut env: Vec<CString> = std::env::vars_os()
@@ -188,6 +184,5 @@ fn reexec_memfd() -> Result<()> {
         })
         .collect();
     env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
-    let e = nix::unistd::fexecve(&memfd, &args, &env).unwrap_err();
-    Err(Error::sys("re-exec from a sealed memfd", e))
+    (args, env)
 }

@@ -18,26 +18,24 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 /// Parse config.json bytes; a parse error carries the JSON path of the
 /// field that failed and the line and column.
 pub fn parse(data: &[u8]) -> Result<Spec> {
+    parse_json(data, "")
+}
+
+/// Deserialise JSON, naming the field that failed (prefixed by `what`).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = match e.path().to_string() {
             p if p == "." || p == "?" => "(syntax)".to_string(),
             p => p,
         };
-        Error::config(field, e.into_inner().to_string())
+        Error::config(format!("{what}{field}"), e.into_inner().to_string())
     })
 }
 
 /// Parse a process.json (`exec --process`), naming the failing field.
 pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
-    let de = &mut serde_json::Deserializer::from_slice(data);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." || p == "?" => "(syntax)".to_string(),
-            p => p,
-        };
-        Error::config(format!("process.json: {field}"), e.into_inner().to_string())
-    })
+    parse_json(data, "process.json: ")
 }
 
 /// The bundle as an absolute path, checked to be a directory.

@@ -12,7 +12,6 @@ use nix::sys::socket::{
     recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::error::{Error, Result, SysContext};
 
@@ -166,16 +165,11 @@ pub(crate) fn proxy(
             if let Ok(Some(info)) = sfd.read_signal() {
                 let sig = Signal::try_from(info.ssi_signo as i32).ok();
                 match sig {
-                    Some(Signal::SIGCHLD) => loop {
-                        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => status = Some(c),
-                            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => {
-                                status = Some(128 + s as i32)
-                            }
-                            Ok(WaitStatus::StillAlive) | Err(_) => break,
-                            Ok(_) => {}
+                    Some(Signal::SIGCHLD) => {
+                        if let Some(c) = crate::container::run::reap(pid) {
+                            status = Some(c);
                         }
-                    },
+                    }
                     Some(Signal::SIGWINCH) => copy_winsize(master.as_raw_fd()),
                     Some(s) => w.deliver(s, pid),
                     None => {}

@@ -117,14 +117,6 @@ fn block(signals: &[Signal]) -> Result<SignalFd> {
     Ok(SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)?)
 }
 
-fn exit_code(ws: WaitStatus) -> Option<i32> {
-    match ws {
-        WaitStatus::Exited(_, c) => Some(c),
-        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
-        _ => None,
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The zygote runner
 
@@ -250,7 +242,7 @@ fn wait_program(
     let mut timed_out = false;
     loop {
         if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            if let Some(c) = exit_code(ws) {
+            if let Some(c) = container::run::exit_status(ws) {
                 return Ok(if timed_out { 124 } else { c });
             }
         }

@@ -143,19 +143,31 @@ pub(crate) fn wait_forwarding(set: &SigSet, pid: i32, w: &Waiting<'_>) -> Result
             w.deliver(sig, pid);
             continue;
         }
-        let mut done = None;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => done = Some(c),
-                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => {
-                    done = Some(128 + s as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-        if let Some(c) = done {
+        if let Some(c) = reap(pid) {
             return Ok(if timed_out { TIMEOUT_STATUS } else { c });
+        }
+    }
+}
+
+/// A shell's exit status for a wait status: the code, or 128+N for a
+/// death by signal N; None for anything else (stopped, continued).
+pub fn exit_status(ws: WaitStatus) -> Option<i32> {
+    match ws {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// Reap every exited child (we may be a subreaper); `pid`'s exit status
+/// if it was among them.
+pub(crate) fn reap(pid: i32) -> Option<i32> {
+    let mut done = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return done,
+            Ok(ws) if ws.pid().is_some_and(|p| p.as_raw() == pid) => done = exit_status(ws),
+            Ok(_) => {}
         }
     }
 }

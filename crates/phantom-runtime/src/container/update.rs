@@ -29,11 +29,5 @@ pub fn update(
 
 /// Parse `update --resources` JSON (runc's form: a LinuxResources object).
 pub fn parse_resources(data: &[u8]) -> Result<oci_spec::runtime::LinuxResources> {
-    let de = &mut serde_json::Deserializer::from_slice(data);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        Error::config(
-            format!("resources: {}", e.path()),
-            e.into_inner().to_string(),
-        )
-    })
+    crate::spec::parse_json(data, "resources: ")
 }

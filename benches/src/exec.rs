@@ -179,6 +179,9 @@ impl Measured {
 /// Run `argv` with stdin and stdout on /dev/null and stderr into
 /// `stderr_file`; time spawn to reap. A non-zero exit is an error carrying
 /// the end of stderr.
+/// The socket of the bench's own `phantom daemon`, for the warm rows.
+pub static DAEMON_SOCKET: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 pub fn timed(argv: &[String], stderr_file: &Path) -> Result<Measured, String> {
     let err_out = File::create(stderr_file)
         .map_err(|e| format!("cannot create {}: {e}", stderr_file.display()))?;
@@ -187,6 +190,9 @@ pub fn timed(argv: &[String], stderr_file: &Path) -> Result<Measured, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err_out);
+    if let Some(sock) = DAEMON_SOCKET.get() {
+        cmd.env("PHANTOM_DAEMON_SOCKET", sock);
+    }
     let w = watchdog();
 
     let start = Instant::now();

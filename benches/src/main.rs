@@ -209,6 +209,10 @@ fn run(args: &Args) -> Result<bool> {
         &args.seccomp_profile,
     )?;
 
+    // The warm rows need a daemon with a python-dev pool; it drains when
+    // we stop it (or when the bench dies: PDEATHSIG).
+    let daemon = start_daemon(&phantom, &work, &progress);
+
     // One untimed run each: a runtime that cannot run a container at all is
     // reported now. youki, an optional peer, becomes "unavailable".
     let plain = bundles.path("plain").unwrap_or_default();
@@ -342,6 +346,12 @@ fn run(args: &Args) -> Result<bool> {
     if !failed.is_empty() {
         progress.note(&format!("FAILED: {}", failed.join(", ")));
     }
+    if let Some(mut d) = daemon {
+        // SIGTERM drains the pools (each zygote removes its sandbox).
+        // SAFETY: kill with a pid we spawned.
+        unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+        let _ = d.wait();
+    }
     Ok(failed.is_empty())
 }
 
@@ -464,4 +474,53 @@ fn cpu_model() -> String {
 
 fn date() -> String {
     exec::first_line(&["date", "+%Y-%m-%d %H:%M %Z"]).unwrap_or_default()
+}
+
+/// `phantom daemon --pool python-dev=2` on a socket of the bench's own.
+/// Without it the warm rows fall back to the cold path (and say so).
+fn start_daemon(phantom: &Path, work: &Work, progress: &Progress) -> Option<std::process::Child> {
+    let sock = work.path("daemon.sock");
+    let mut cmd = std::process::Command::new(phantom);
+    cmd.arg("--root")
+        .arg(work.path("root/daemon"))
+        .args(["daemon", "--pool", "python-dev=2", "--socket"])
+        .arg(&sock)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only prctl, async-signal-safe, runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            progress.note(&format!(
+                "phantom daemon did not start ({e}): warm rows run cold"
+            ));
+            return None;
+        }
+    };
+    // Wait for the pool to fill.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        let out = std::process::Command::new(phantom)
+            .args(["daemon", "--status", "--socket"])
+            .arg(&sock)
+            .output();
+        let ready = out
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v["python-dev"]["ready"].as_u64())
+            .unwrap_or(0);
+        if ready >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = exec::DAEMON_SOCKET.set(sock);
+    Some(child)
 }

@@ -38,40 +38,7 @@ pub fn is_alive(pid: i32, start: Option<u64>) -> bool {
     }
 }
 
-/// True if the process sits in a frozen cgroup (v1 freezer or v2).
-pub fn is_frozen(pid: i32) -> bool {
-    let Ok(cgroups) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return false;
-    };
-    for line in cgroups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => continue,
-        };
-        let file = if ctrls.split(',').any(|c| c == "freezer") {
-            format!("/sys/fs/cgroup/freezer{path}/freezer.state")
-        } else if ctrls.is_empty() {
-            let base = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-                "/sys/fs/cgroup"
-            } else {
-                "/sys/fs/cgroup/unified"
-            };
-            format!("{base}{path}/cgroup.freeze")
-        } else {
-            continue;
-        };
-        if let Ok(v) = fs::read_to_string(&file) {
-            let v = v.trim();
-            if v == "FROZEN" || v == "1" {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// Every pid on the host whose pid namespace is `ns_inode`.
+/// Every pid on the host whose pid namespace is `ns_link` (`pid:[N]`).
 pub fn pids_in_pid_ns(ns_link: &str) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else {

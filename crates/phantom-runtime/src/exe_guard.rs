@@ -61,6 +61,8 @@ pub fn is_sealed() -> bool {
 /// through a read-only bind of it if needed. Returns only when sealed.
 pub fn ensure_sealed() -> Result<()> {
     if is_sealed() {
+        // Make the inherited namespace fd close-on-exec right away.
+        let _ = host_mount_ns();
         return Ok(());
     }
     if std::env::var_os(MARKER).is_some() {

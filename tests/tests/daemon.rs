@@ -135,6 +135,27 @@ fn warm_and_cold_give_the_same_results_and_sigterm_cleans_up() {
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "piped\n", "{}", describe(&out));
+    // --copy-in fills the sandbox's fresh workspace, warm or cold.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("f.txt"), "copied\n").unwrap();
+    let dir = files.path().display().to_string();
+    for mode in ["--debug", "--no-daemon"] {
+        let mut args = vec![
+            "run",
+            "--profile",
+            "python-dev",
+            "--copy-in",
+            &dir,
+            "--",
+            "cat",
+            "/workspace/f.txt",
+        ];
+        if mode == "--no-daemon" {
+            args.insert(1, mode);
+        }
+        let out = d.run(&args);
+        assert_eq!(stdout(&out), "copied\n", "{mode}: {}", describe(&out));
+    }
     // A missing command and a timeout behave as on the cold path.
     let out = d.run(&["run", "--profile", "python-dev", "--", "no-such-cmd-xyz"]);
     assert_eq!(out.status.code(), Some(127), "{}", describe(&out));

@@ -413,16 +413,26 @@ impl Backend for Subprocess {
         Box::pin(async move {
             let mut cmd = self.command();
             cmd.arg("run").arg("--profile").arg(&spec.profile);
+            // The files are copied into the sandbox's own fresh workspace,
+            // which lets `phantom run` take a warm zygote when the daemon
+            // is up (a workspace of ours would need a sandbox of its own).
             if let Some(w) = &spec.workspace {
-                cmd.arg("--workspace").arg(w);
+                cmd.arg("--copy-in").arg(w);
             }
             cmd.arg("--timeout")
                 .arg(format!("{}ms", spec.timeout.as_millis().max(1)));
-            cmd.args(spec.limits.args());
+            let limits = spec.limits.args();
+            cmd.args(&limits);
             for e in &spec.env {
                 cmd.arg("-e").arg(e);
             }
-            cmd.arg(&spec.id).arg("--").args(&spec.argv);
+            // An id, too, asks for a sandbox of its own: name it only when
+            // limits make one necessary anyway. Cancellation does not need
+            // it: phantom kills the sandbox when it is interrupted.
+            if !limits.is_empty() {
+                cmd.arg(&spec.id);
+            }
+            cmd.arg("--").args(&spec.argv);
             self.supervise(cmd, &spec.id, spec.stdin, spec.timeout, cancel, None)
                 .await
         })

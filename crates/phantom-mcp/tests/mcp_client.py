@@ -200,9 +200,15 @@ async def tool_checks(s, phantom, root, tag):
     with anyio.move_on_after(2):
         await call(s, "run_command", {"profile": "python-dev", "command": ["sleep", "100"],
                                       "timeout_seconds": 300})
-    left = await wait_gone(phantom, root, lambda i: i.startswith("mcp-run-"))
+    # Fresh sandboxes are named by phantom (sbx-...) or, with limits, mcp-run-...
+    left = await wait_gone(phantom, root, lambda i: i.startswith(("mcp-run-", "sbx-")))
     check(f"{tag} cancellation kills the sandbox", not left and time.monotonic() - t0 < 15, left)
-    ps = subprocess.run(["pgrep", "-f", "^sleep 100$"], capture_output=True, text=True).stdout.strip()
+    ps = "?"
+    for _ in range(100):
+        ps = subprocess.run(["pgrep", "-f", "^sleep 100$"], capture_output=True, text=True).stdout.strip()
+        if ps == "":
+            break
+        await anyio.sleep(0.1)
     check(f"{tag} no sleep 100 left", ps == "", ps)
     r = await call(s, "exec", {"id": sid, "command": ["echo", "alive"]})
     check(f"{tag} serving after cancellation", data_of(r)["stdout"] == "alive\n", text_of(r))
@@ -261,7 +267,7 @@ async def latency(s, n=21):
 
 def stdio_params(phantom, root, extra=()):
     # The SDK passes only a few variables to the server: hand on where sandboxes go.
-    env = {k: os.environ[k] for k in ("PHANTOM_SANDBOX_DIR",) if k in os.environ}
+    env = {k: os.environ[k] for k in ("PHANTOM_SANDBOX_DIR", "PHANTOM_DAEMON_SOCKET") if k in os.environ}
     return StdioServerParameters(command=phantom, args=["mcp", "--transport", "stdio", "--root", root, *extra],
                                  env=env)
 

@@ -101,6 +101,10 @@ pub struct SandboxArgs {
     /// Never use the daemon: always the cold path
     #[arg(long)]
     pub no_daemon: bool,
+    /// Copy this directory's files into the sandbox's fresh workspace
+    /// (unlike --workspace, this works on the warm path too)
+    #[arg(long, conflicts_with = "workspace")]
+    pub copy_in: Option<std::path::PathBuf>,
 }
 
 /// Keep warm zygote pools and hand them to `phantom run --profile`

@@ -73,9 +73,10 @@ fn no_sandbox_flags(s: &cli::SandboxArgs, name: bool) -> Result<()> {
         || s.pids.is_some()
         || !s.env.is_empty()
         || s.profile_path.is_some()
+        || s.copy_in.is_some()
         || name
     {
-        bail!("--workspace, --mode, --network, --memory, --cpus, --pids, --env and --name go with --profile");
+        bail!("--workspace, --copy-in, --mode, --network, --memory, --cpus, --pids, --env and --name go with --profile");
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! rootfs directory and the profile's config.json) under the sandbox
 //! directory, and the same runtime runs it: every OCI command works on it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -236,14 +236,29 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     if warm_ok {
         let socket = crate::zygote_cmd::socket_path(s.daemon_socket.as_deref());
         let profile = s.profile.as_deref().expect("caller checked --profile");
-        if let Some(code) =
-            crate::zygote_cmd::run_warm(&socket, profile, &command, &s.env, timeout)?
-        {
+        if let Some(code) = crate::zygote_cmd::run_warm(
+            &socket,
+            profile,
+            &command,
+            &s.env,
+            timeout,
+            s.copy_in.as_deref(),
+        )? {
             return Ok(code);
         }
     }
     phantom_runtime::exe_guard::ensure_sealed()?;
     let p = prepare(store, &a.sandbox, id, command, stdin_is_tty())?;
+    if let Some(dir) = &a.sandbox.copy_in {
+        let ws = p
+            .annotations
+            .get(sandbox::WORKSPACE)
+            .expect("prepare sets it");
+        if let Err(e) = copy_into(dir, Path::new(ws)) {
+            let _ = sandbox::remove_dirs(&p.annotations, p.own_workspace);
+            return Err(e);
+        }
+    }
     let res = container::run(
         store,
         &RunOptions {
@@ -324,6 +339,32 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
     }
     println!("{id}");
     Ok(0)
+}
+
+/// `--copy-in DIR`: DIR's files into a sandbox's fresh workspace.
+pub fn copy_into(from: &Path, workspace: &Path) -> Result<()> {
+    let open = |p: &Path| {
+        nix::fcntl::open(
+            p,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("--copy-in: open {}", p.display()))
+    };
+    let (src, dst) = (open(from)?, open(workspace)?);
+    phantom_runtime::rootfs::copy::copy_tree(
+        std::os::fd::AsRawFd::as_raw_fd(&src),
+        std::os::fd::AsRawFd::as_raw_fd(&dst),
+    )
+    .with_context(|| {
+        format!(
+            "--copy-in: copy {} into {}",
+            from.display(),
+            workspace.display()
+        )
+    })
 }
 
 /// Point fds 0-2 at /dev/null; returns copies of the old ones.

@@ -159,7 +159,12 @@ pub fn serve(
             return Err(e.into());
         }
     };
-    let res = serve_zygote(store, &z, socket_path, &sfd);
+    let workspace = p
+        .annotations
+        .get(sandbox::WORKSPACE)
+        .cloned()
+        .unwrap_or_default();
+    let res = serve_zygote(store, &z, socket_path, &sfd, &workspace);
     cleanup(store);
     res
 }
@@ -169,9 +174,11 @@ fn serve_zygote(
     z: &zygote::Zygote,
     path: &Path,
     sfd: &SignalFd,
+    workspace: &str,
 ) -> Result<i32> {
     let listener = listen_at(path)?;
-    println!("ready");
+    // The daemon passes the workspace on, so a client can put files in it.
+    println!("ready {workspace}");
     std::io::stdout().flush()?;
     // Wait for the one client (or the end).
     loop {
@@ -292,6 +299,7 @@ pub fn run_warm(
     command: &[String],
     env: &[String],
     timeout: Option<Duration>,
+    copy_in: Option<&Path>,
 ) -> Result<Option<i32>> {
     let daemon = match connect_to(socket_path) {
         Ok(fd) => fd,
@@ -319,6 +327,14 @@ pub fn run_warm(
             return Ok(None);
         }
     };
+    if let Some(dir) = copy_in {
+        // Closing `zyg` without a request makes the runner remove the zygote.
+        let ws = reply["workspace"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| anyhow!("the daemon did not say where the zygote's workspace is"))?;
+        crate::sandbox_cmd::copy_into(dir, Path::new(ws))?;
+    }
     let mut req = json!({"args": command, "env": env});
     if let Some(t) = timeout {
         req["timeout_ms"] = json!(t.as_millis() as u64);
@@ -353,6 +369,8 @@ struct Runner {
     socket: PathBuf,
     stdout: std::io::BufReader<std::process::ChildStdout>,
     ready: bool,
+    /// The zygote's (fresh, empty) workspace on the host.
+    workspace: String,
 }
 
 /// `phantom daemon --socket PATH --pool PROFILE=N...`
@@ -416,6 +434,7 @@ pub fn daemon(
                 socket: sock,
                 stdout: std::io::BufReader::new(stdout),
                 ready: false,
+                workspace: String::new(),
             },
         );
         Ok(())
@@ -455,8 +474,11 @@ pub fn daemon(
             if ready[2 + i] {
                 if let Some(r) = runners.get_mut(p) {
                     let mut line = String::new();
-                    if r.stdout.read_line(&mut line).unwrap_or(0) > 0 && line.trim() == "ready" {
-                        r.ready = true;
+                    if r.stdout.read_line(&mut line).unwrap_or(0) > 0 {
+                        if let Some(ws) = line.trim_end().strip_prefix("ready") {
+                            r.ready = true;
+                            r.workspace = ws.trim().to_string();
+                        }
                     }
                 }
             }
@@ -497,7 +519,7 @@ pub fn daemon(
                             let r = runners.remove(&pid).expect("found");
                             // The runner serves this client and exits; refill now.
                             spawn(&r.profile, &mut runners)?;
-                            json!({"zygote": r.socket})
+                            json!({"zygote": r.socket, "workspace": r.workspace})
                         }
                         None => json!({"error": format!("no warm zygote for profile {profile:?}")}),
                     }

@@ -3,7 +3,7 @@
 //! mount namespace.
 
 pub mod cgroupfs;
-mod copy;
+pub mod copy;
 pub mod devices;
 pub mod mount_opts;
 pub mod safe_path;

@@ -4,11 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -20,45 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::{PhantomMcp, Shared};
 
-/// Which API key a request came with (its line number, never the key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyId(pub String);
-
-/// Reads the API keys file: one key per line, `#` comments; the file must
-/// not be readable or writable by group or others.
-pub fn load_keys(path: &Path) -> Result<Vec<(String, KeyId)>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("--api-keys {}: cannot read", path.display()))?;
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "--api-keys {}: mode is {mode:04o}; it holds secrets, so it must be 0600 (chmod 600 {})",
-            path.display(),
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--api-keys {}: cannot read", path.display()))?;
-    let mut keys = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let k = line.trim();
-        if k.is_empty() || k.starts_with('#') {
-            continue;
-        }
-        if k.len() < 16 {
-            bail!(
-                "--api-keys {}: the key on line {} is shorter than 16 characters",
-                path.display(),
-                i + 1
-            );
-        }
-        keys.push((k.to_string(), KeyId(format!("key@line{}", i + 1))));
-    }
-    if keys.is_empty() {
-        bail!("--api-keys {}: no keys in the file", path.display());
-    }
-    Ok(keys)
-}
+pub use phantom_zygote::keys::{ct_eq, load_keys, KeyId};
 
 struct Guard {
     keys: Vec<(String, KeyId)>,
@@ -66,13 +26,6 @@ struct Guard {
     max_body: u64,
     /// Mcp-Session-Id -> the key that opened it.
     sessions: Mutex<HashMap<String, KeyId>>,
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn presented_key(h: &HeaderMap) -> Option<String> {
@@ -277,19 +230,5 @@ mod tests {
         assert!(!is_localhost_origin("http://localhost.evil.com"));
         assert!(!is_localhost_origin("https://evil.com"));
         assert!(!is_localhost_origin("null"));
-    }
-
-    #[test]
-    fn keys_file_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("keys");
-        std::fs::write(&p, "# comment\nabcdefghijklmnopqrstuvwxyz\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load_keys(&p).unwrap_err().to_string().contains("0600"));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let k = load_keys(&p).unwrap();
-        assert_eq!(k.len(), 1);
-        assert_eq!(k[0].1, KeyId("key@line2".into()));
     }
 }

@@ -6,11 +6,11 @@
 //! itself: every sandbox is made by running the phantom binary as a
 //! subprocess ([`backend::Subprocess`], the cold path).
 
-pub mod backend;
 pub mod cli;
-pub mod files;
 pub mod http;
 pub mod server;
+
+pub use phantom_zygote::{backend, files, parse_size, random_hex};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,44 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{McpArgs, Transport};
 use server::{PhantomMcp, Shared};
-
-/// `n` random bytes as hex.
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    // SAFETY: the buffer is valid for writes of its length; getrandom only
-    // writes into it.
-    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if usize::try_from(got).ok() != Some(n) {
-        // Never expected after boot; fall back to something unique enough.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let seed = t ^ u128::from(std::process::id());
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (seed >> ((i % 16) * 8)) as u8;
-        }
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Sizes like 64KiB, 4MiB, 1000 (bytes).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("{s:?}: not a size"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        u => bail!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)"),
-    };
-    Ok((v * mult) as u64)
-}
 
 /// Durations like 30s, 5m, 500ms, 1h, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
@@ -145,6 +107,7 @@ fn shared_from(args: &McpArgs) -> Result<Arc<Shared>> {
         bin,
         root: args.root.clone(),
         max_output,
+        sandbox_dir: None,
     };
     Ok(Shared::new(
         Arc::new(backend),

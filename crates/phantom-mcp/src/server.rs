@@ -776,7 +776,7 @@ impl PhantomMcp {
                 let o = self
                     .shared()
                     .backend
-                    .exec(&a.id, &a.command, a.stdin, timeout, ctx.ct.clone())
+                    .exec(&a.id, &a.command, &[], a.stdin, timeout, ctx.ct.clone())
                     .await?;
                 ok_json(outcome_json(&o, serde_json::json!({"id": a.id})))
             }

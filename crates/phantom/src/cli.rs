@@ -59,7 +59,7 @@ pub enum Command {
     /// Serve the Model Context Protocol (stdio or streamable HTTP) for agents
     Mcp(phantom_mcp::cli::McpArgs),
     /// Keep warm zygote pools for `phantom run --profile`
-    Daemon(Daemon),
+    Daemon(phantom_daemon::DaemonArgs),
     #[command(hide = true)]
     ZygoteServe(ZygoteServe),
 }
@@ -107,23 +107,6 @@ pub struct SandboxArgs {
     pub copy_in: Option<std::path::PathBuf>,
 }
 
-/// Keep warm zygote pools and hand them to `phantom run --profile`
-#[derive(Args, Debug)]
-pub struct Daemon {
-    /// Where clients connect (default $PHANTOM_DAEMON_SOCKET or /run/phantom/daemon.sock)
-    #[arg(long)]
-    pub socket: Option<std::path::PathBuf>,
-    /// A pool: PROFILE=N warm zygotes (repeatable)
-    #[arg(long = "pool")]
-    pub pools: Vec<String>,
-    /// Extra directory of profile YAML files
-    #[arg(long)]
-    pub profile_path: Option<std::path::PathBuf>,
-    /// Print the running daemon's pools and exit
-    #[arg(long)]
-    pub status: bool,
-}
-
 /// One zygote serving one request (started by the daemon)
 #[derive(Args, Debug)]
 pub struct ZygoteServe {
@@ -131,8 +114,17 @@ pub struct ZygoteServe {
     pub profile: String,
     #[arg(long)]
     pub socket: std::path::PathBuf,
+    /// The zygote sandbox's id (chosen by the daemon, so it can remove it)
+    #[arg(long)]
+    pub id: String,
     #[arg(long)]
     pub profile_path: Option<std::path::PathBuf>,
+    /// Run the Python fork server in the zygote
+    #[arg(long)]
+    pub python: bool,
+    /// Modules the fork server imports up front (comma-separated)
+    #[arg(long, default_value = "")]
+    pub modules: String,
 }
 
 /// Create a container from a bundle, or a persistent sandbox from a profile

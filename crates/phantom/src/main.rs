@@ -6,7 +6,6 @@ mod features;
 mod logging;
 mod policy_cmd;
 mod sandbox_cmd;
-mod zygote_cmd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -228,30 +227,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Daemon(a) => {
-            let socket = zygote_cmd::socket_path(a.socket.as_deref());
-            if a.status {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&zygote_cmd::pools(&socket)?)?
-                );
-                return Ok(0);
+            if !a.status {
+                phantom_runtime::exe_guard::ensure_sealed()?;
             }
-            let mut pools = Vec::new();
-            for p in &a.pools {
-                let (name, n) = p
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--pool {p:?}: expected PROFILE=N"))?;
-                let n: usize = n
-                    .parse()
-                    .map_err(|_| anyhow!("--pool {p:?}: N must be a number"))?;
-                pools.push((name.to_string(), n));
-            }
-            phantom_runtime::exe_guard::ensure_sealed()?;
-            zygote_cmd::daemon(store.root(), &socket, &pools, a.profile_path.as_deref())
+            phantom_daemon::run(store.root(), a)
         }
         Command::ZygoteServe(a) => {
             phantom_runtime::exe_guard::ensure_sealed()?;
-            zygote_cmd::serve(&store, &a.profile, &a.socket, a.profile_path.clone())
+            sandbox_cmd::zygote_serve(&store, a)
         }
         Command::Destroy(a) => {
             phantom_runtime::sandbox::destroy(&store, &a.container_id, a.keep_workspace)?;

@@ -234,16 +234,17 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         && !a.keep
         && !stdin_is_tty();
     if warm_ok {
-        let socket = crate::zygote_cmd::socket_path(s.daemon_socket.as_deref());
+        let socket = phantom_zygote::socket_path(s.daemon_socket.as_deref());
         let profile = s.profile.as_deref().expect("caller checked --profile");
-        if let Some(code) = crate::zygote_cmd::run_warm(
-            &socket,
-            profile,
-            &command,
-            &s.env,
-            timeout,
-            s.copy_in.as_deref(),
-        )? {
+        let copy = |ws: &Path| match &s.copy_in {
+            Some(dir) => copy_into(dir, ws),
+            None => Ok(()),
+        };
+        let copy_in: Option<&phantom_zygote::client::CopyIn<'_>> =
+            s.copy_in.as_ref().map(|_| &copy as _);
+        if let Some(code) =
+            phantom_zygote::client::run_warm(&socket, profile, &command, &s.env, timeout, copy_in)?
+        {
             return Ok(code);
         }
     }
@@ -413,6 +414,50 @@ fn split_id_and_command(
         };
     }
     Ok((None, before.to_vec()))
+}
+
+/// `phantom zygote-serve` (started by the daemon): one warm sandbox of
+/// `--profile`, served on `--socket` until used or told to stop.
+pub fn zygote_serve(store: &StateStore, a: &crate::cli::ZygoteServe) -> Result<i32> {
+    use phantom_zygote::runner;
+    let sfd = runner::become_runner()?;
+    if !a.id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
+        bail!(
+            "--id {:?}: zygote ids start with {:?}",
+            a.id,
+            phantom_zygote::ZYGOTE_PREFIX
+        );
+    }
+    let args = SandboxArgs {
+        profile: Some(a.profile.clone()),
+        profile_path: a.profile_path.clone(),
+        ..Default::default()
+    };
+    // The command comes with the request; the config needs one meanwhile.
+    let p = prepare(store, &args, Some(a.id.clone()), vec!["true".into()], false)?;
+    let kind = if a.python {
+        runner::Kind::Python {
+            modules: a
+                .modules
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    } else {
+        runner::Kind::Plain
+    };
+    runner::serve(
+        store,
+        &sfd,
+        &runner::Prepared {
+            id: p.id.clone(),
+            bundle: p.bundle.clone(),
+            annotations: p.annotations.clone(),
+        },
+        &a.socket,
+        &kind,
+    )
 }
 
 #[cfg(test)]

@@ -122,11 +122,12 @@ pub trait Backend: Send + Sync + 'static {
         profile: &'a str,
         limits: &'a Limits,
     ) -> BoxFuture<'a, Result<SandboxInfo, BackendError>>;
-    /// Run `argv` in the persistent sandbox `id`.
+    /// Run `argv` in the persistent sandbox `id`, with `env` (`K=V`) added.
     fn exec<'a>(
         &'a self,
         id: &'a str,
         argv: &'a [String],
+        env: &'a [String],
         stdin: Option<String>,
         timeout: Duration,
         cancel: CancellationToken,
@@ -146,6 +147,9 @@ pub struct Subprocess {
     pub bin: PathBuf,
     pub root: Option<PathBuf>,
     pub max_output: usize,
+    /// Where sandboxes' workspaces are made (default $PHANTOM_SANDBOX_DIR
+    /// or /var/lib/phantom/sandboxes); scratch files go in `.mcp` there.
+    pub sandbox_dir: Option<PathBuf>,
 }
 
 impl Subprocess {
@@ -260,7 +264,7 @@ impl Subprocess {
     }
 }
 
-fn empty() -> Captured {
+pub fn empty() -> Captured {
     Captured {
         text: String::new(),
         truncated_bytes: 0,
@@ -268,7 +272,7 @@ fn empty() -> Captured {
 }
 
 /// Reads everything from `r`, keeping the first `cap` bytes.
-async fn capture(r: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured {
+pub async fn capture(r: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured {
     let Some(mut r) = r else { return empty() };
     let mut kept = Vec::new();
     let mut dropped = 0u64;
@@ -470,6 +474,7 @@ impl Backend for Subprocess {
         &'a self,
         id: &'a str,
         argv: &'a [String],
+        env: &'a [String],
         stdin: Option<String>,
         timeout: Duration,
         cancel: CancellationToken,
@@ -480,6 +485,9 @@ impl Backend for Subprocess {
             let pid_file = new_pid_file(&scratch);
             let mut cmd = self.command();
             cmd.arg("exec").arg("--pid-file").arg(&pid_file);
+            for e in env {
+                cmd.arg("--env").arg(e);
+            }
             cmd.arg(id).arg("--").args(argv);
             let cancel2 = cancel.child_token();
             let timer = {
@@ -535,8 +543,9 @@ impl Backend for Subprocess {
     }
 
     fn scratch_dir(&self) -> PathBuf {
-        std::env::var_os("PHANTOM_SANDBOX_DIR")
-            .map(PathBuf::from)
+        self.sandbox_dir
+            .clone()
+            .or_else(|| std::env::var_os("PHANTOM_SANDBOX_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/var/lib/phantom/sandboxes"))
             .join(".mcp")
     }

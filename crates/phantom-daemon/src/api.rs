@@ -1,0 +1,693 @@
+//! The REST API (axum). Every request but `GET /health` needs an API key;
+//! each key has a rate limit, sees only the sandboxes it made, and every
+//! request is written to the audit log. `docs/openapi.yaml` describes it.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use phantom_zygote::backend::{Backend, BackendError, Limits, Subprocess};
+use phantom_zygote::client::Lease;
+use phantom_zygote::files::{self, FileError};
+use phantom_zygote::keys::KeyId;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Audit;
+use crate::limit::RateLimit;
+use crate::metrics::{EndpointLabels, Metrics, RequestLabels, SpawnLabels};
+use crate::pool::{Pools, Ready};
+
+/// Largest request body (files are put in one piece).
+pub const MAX_BODY: usize = 16 << 20;
+/// Largest file `GET .../files/PATH` returns.
+const MAX_FILE: u64 = 64 << 20;
+/// Time limit of a run or exec that names none, and the most it may name.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A sandbox made through the API, and the key that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Owned {
+    pub key: String,
+    pub profile: String,
+    pub workspace: PathBuf,
+}
+
+pub struct Api {
+    pub pools: Arc<Pools>,
+    pub metrics: Arc<Metrics>,
+    pub keys: Vec<(String, KeyId)>,
+    pub limit: RateLimit,
+    pub audit: Audit,
+    pub backend: Subprocess,
+    pub max_output: usize,
+    pub profile_dirs: Vec<PathBuf>,
+    /// Sandboxes made through the API, kept in `registry` too so a daemon
+    /// restarted after `kill -9` removes them.
+    pub owned: Mutex<BTreeMap<String, Owned>>,
+    pub registry: PathBuf,
+    pub draining: AtomicBool,
+}
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no sandbox {id:?}"))
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Invalid(m) if m.contains("exists already") => {
+                ApiError(StatusCode::CONFLICT, m)
+            }
+            BackendError::Invalid(m) => bad(m),
+            BackendError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        let code = match &e {
+            FileError::NotFound(_) => StatusCode::NOT_FOUND,
+            FileError::TooBig(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            FileError::Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/pools", get(pools))
+        .route("/v1/run", post(run))
+        .route("/v1/sandboxes", post(create).get(list))
+        .route("/v1/sandboxes/{id}", get(show).delete(destroy))
+        .route("/v1/sandboxes/{id}/exec", post(exec))
+        .route("/v1/sandboxes/{id}/files", get(list_files))
+        .route(
+            "/v1/sandboxes/{id}/files/{*path}",
+            get(get_file).put(put_file),
+        )
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+fn presented_key(h: &HeaderMap) -> Option<String> {
+    if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+}
+
+/// Auth, rate limit, draining, metrics and the audit line, around every
+/// request.
+async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
+    let t0 = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| endpoint_of(&path));
+    let key = presented_key(req.headers())
+        .and_then(|k| phantom_zygote::keys::find(&api.keys, &k).cloned());
+    let resp = if path == "/health" {
+        next.run(req).await
+    } else if let Some(k) = &key {
+        if api.draining.load(Ordering::SeqCst) {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the daemon is stopping".into(),
+            )
+            .into_response()
+        } else if let Err(wait) = api.limit.check(&k.0) {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut r = ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit of {} requests per second reached",
+                    api.limit_rate()
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        } else {
+            req.extensions_mut().insert(k.clone());
+            next.run(req).await
+        }
+    } else {
+        let mut r = ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown API key (send X-API-Key or Authorization: Bearer)".into(),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"phantom\""),
+        );
+        r
+    };
+    let code = resp.status().as_u16();
+    api.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint: endpoint.clone(),
+            code: code.to_string(),
+        })
+        .inc();
+    if code >= 400 {
+        api.metrics
+            .request_errors
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc();
+    }
+    let mut entry = json!({
+        "time": crate::audit::now_rfc3339(),
+        "key": key.map(|k| k.0),
+        "method": method,
+        "path": path,
+        "status": code,
+        "duration_ms": t0.elapsed().as_millis() as u64,
+    });
+    if let Some(id) = path
+        .strip_prefix("/v1/sandboxes/")
+        .and_then(|r| r.split('/').next())
+        .filter(|s| !s.is_empty())
+    {
+        entry["sandbox"] = json!(id);
+    }
+    api.audit.record(&entry);
+    resp
+}
+
+/// The route an unmatched path would have, for the metrics' labels (never
+/// the raw path: its cardinality is the client's choice).
+fn endpoint_of(path: &str) -> String {
+    if path.starts_with("/v1/sandboxes/") {
+        "/v1/sandboxes/{id}/...".into()
+    } else if [
+        "/health",
+        "/metrics",
+        "/v1/pools",
+        "/v1/run",
+        "/v1/sandboxes",
+    ]
+    .contains(&path)
+    {
+        path.to_string()
+    } else {
+        "unmatched".into()
+    }
+}
+
+impl Api {
+    fn limit_rate(&self) -> String {
+        self.limit.rate().to_string()
+    }
+
+    fn owner_check(&self, id: &str, key: &KeyId) -> ApiResult<Owned> {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        match owned.get(id) {
+            Some(o) if o.key == key.0 => Ok(o.clone()),
+            // Another key's sandbox does not exist, as far as this key knows.
+            _ => Err(not_found(id)),
+        }
+    }
+
+    fn save_registry(&self) {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tmp = self.registry.with_extension("tmp");
+        let text = serde_json::to_string(&owned).unwrap_or_default();
+        if std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &self.registry))
+            .is_err()
+        {
+            tracing::error!("cannot write {}", self.registry.display());
+        }
+    }
+
+    fn check_profile(&self, name: &str) -> ApiResult<()> {
+        phantom_policy::Catalog::load(&self.profile_dirs)
+            .get(name)
+            .map(|_| ())
+            .map_err(|e| bad(format!("profile: {e}")))
+    }
+
+    /// Destroy every sandbox made through the API (SIGTERM).
+    pub async fn destroy_all(&self) {
+        let ids: Vec<String> = self
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            let _ = self.backend.destroy(&id).await;
+        }
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.save_registry();
+    }
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!({
+        "status": if api.draining.load(Ordering::SeqCst) { "draining" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        api.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn pools(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(api.pools.report())
+}
+
+/// Bodies are JSON whatever the content type says; errors say what is
+/// wrong with them.
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("malformed request body: {e}")))
+}
+
+fn timeout_of(ms: Option<u64>) -> ApiResult<Duration> {
+    match ms {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(0) => Err(bad("timeout_ms must be positive")),
+        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(bad(format!(
+            "timeout_ms {ms} is more than the limit of {} ms",
+            MAX_TIMEOUT.as_millis()
+        ))),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn check_env(env: &[String]) -> ApiResult<()> {
+    for kv in env {
+        if !kv.contains('=') || kv.starts_with('=') {
+            return Err(bad(format!("env {kv:?}: expected KEY=VALUE")));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunReq {
+    profile: String,
+    argv: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    stdin: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RunOut {
+    exit_code: i32,
+    stdout: String,
+    stderr: String,
+    stdout_truncated_bytes: u64,
+    stderr_truncated_bytes: u64,
+    duration_ms: u64,
+    timed_out: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Active-sandbox gauge for the lifetime of a value.
+struct Active(Arc<Metrics>);
+
+impl Active {
+    fn new(m: &Arc<Metrics>) -> Active {
+        m.sandboxes_active.inc();
+        Active(Arc::clone(m))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.sandboxes_active.dec();
+    }
+}
+
+async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>> {
+    let r: RunReq = parse(&body)?;
+    if r.argv.is_empty() {
+        return Err(bad("argv must name a program"));
+    }
+    check_env(&r.env)?;
+    let timeout = timeout_of(r.timeout_ms)?;
+    api.check_profile(&r.profile)?;
+    let t0 = Instant::now();
+    let (zygote, path) = match api.pools.acquire(&r.profile, &r.argv[0], false) {
+        Some(z) => (z, "warm"),
+        None => (
+            api.pools
+                .on_demand(&r.profile)
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?,
+            "cold",
+        ),
+    };
+    let _active = Active::new(&api.metrics);
+    // Until the zygote is ours: the acquisition, or making one (cold).
+    let before = t0.elapsed();
+    let mut out = run_in(&api, zygote, r.argv, r.env, r.stdin, timeout).await?;
+    if let Some(after) = out.1 {
+        api.metrics
+            .spawn
+            .get_or_create(&SpawnLabels {
+                profile: r.profile.clone(),
+                path: path.into(),
+            })
+            .observe((before + after).as_secs_f64());
+    }
+    out.0.path = Some(path);
+    out.0.duration_ms = t0.elapsed().as_millis() as u64;
+    Ok(Json(out.0))
+}
+
+/// Runs argv in a zygote with pipes for its stdio. Returns the outcome,
+/// how long after the request the program was running, and how long the
+/// request itself took (from the hand-over to the end).
+async fn run_in(
+    api: &Api,
+    z: Ready,
+    argv: Vec<String>,
+    env: Vec<String>,
+    stdin: Option<String>,
+    timeout: Duration,
+) -> ApiResult<(RunOut, Option<Duration>, Duration)> {
+    let fail = |e: anyhow::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(e.into()));
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let reader = |fd: OwnedFd| {
+        tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| fail(e.into()))
+    };
+    let out_task = tokio::spawn(phantom_zygote::backend::capture(
+        Some(reader(out_r)?),
+        api.max_output,
+    ));
+    let err_task = tokio::spawn(phantom_zygote::backend::capture(
+        Some(reader(err_r)?),
+        api.max_output,
+    ));
+    let kind = z.kind.name().to_string();
+    let handed = Instant::now();
+    let waited = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let lease = Lease::connect(&z.socket, &kind, None)?;
+        let t0 = lease.start(
+            &argv,
+            &env,
+            Some(timeout),
+            [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        )?;
+        drop((in_r, out_w, err_w));
+        Ok((lease, t0))
+    })
+    .await
+    .map_err(|e| fail(e.into()))?
+    .map_err(fail)?;
+    if let Some(data) = stdin {
+        let w = tokio::net::unix::pipe::Sender::from_owned_fd(in_w).map_err(|e| fail(e.into()))?;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut w = w;
+            let _ = w.write_all(data.as_bytes()).await;
+        });
+    } else {
+        drop(in_w);
+    }
+    let (lease, t0) = waited;
+    let finished = tokio::task::spawn_blocking(move || lease.wait(t0))
+        .await
+        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?;
+    let total = handed.elapsed();
+    let out = out_task
+        .await
+        .unwrap_or_else(|_| phantom_zygote::backend::empty());
+    let err = err_task
+        .await
+        .unwrap_or_else(|_| phantom_zygote::backend::empty());
+    Ok((
+        RunOut {
+            exit_code: finished.status,
+            stdout: out.text,
+            stderr: err.text,
+            stdout_truncated_bytes: out.truncated_bytes,
+            stderr_truncated_bytes: err.truncated_bytes,
+            duration_ms: total.as_millis() as u64,
+            timed_out: finished.status == 124,
+            path: None,
+            error: finished.error,
+        },
+        finished.started_after,
+        total,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateReq {
+    profile: String,
+    id: Option<String>,
+    memory: Option<String>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
+    network: Option<String>,
+}
+
+fn info(id: &str, o: &Owned, status: &str) -> Value {
+    json!({"id": id, "profile": o.profile, "status": status})
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let r: CreateReq = parse(&body)?;
+    api.check_profile(&r.profile)?;
+    let id =
+        r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
+    phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;
+    if id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
+        return Err(bad(format!(
+            "id {id:?}: ids starting with {:?} are the daemon's",
+            phantom_zygote::ZYGOTE_PREFIX
+        )));
+    }
+    let limits = Limits {
+        memory: r.memory,
+        cpus: r.cpus,
+        pids: r.pids,
+        network: r.network,
+    };
+    let made = api.backend.create(&id, &r.profile, &limits).await?;
+    let o = Owned {
+        key: key.0,
+        profile: r.profile,
+        workspace: made.workspace,
+    };
+    api.owned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), o.clone());
+    api.save_registry();
+    api.metrics.sandboxes_active.inc();
+    Ok((StatusCode::CREATED, Json(info(&id, &o, &made.status))))
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+) -> Json<Value> {
+    let mine: Vec<(String, Owned)> = api
+        .owned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, o)| o.key == key.0)
+        .map(|(i, o)| (i.clone(), o.clone()))
+        .collect();
+    let ids: Vec<String> = mine.iter().map(|(i, _)| i.clone()).collect();
+    let status: BTreeMap<String, String> = api.backend.status(&ids).await.into_iter().collect();
+    let items: Vec<Value> = mine
+        .iter()
+        .map(|(i, o)| info(i, o, status.get(i).map_or("gone", String::as_str)))
+        .collect();
+    Json(json!({ "sandboxes": items }))
+}
+
+async fn show(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let o = api.owner_check(&id, &key)?;
+    let status = api.backend.status(std::slice::from_ref(&id)).await;
+    let s = status.first().map_or("gone", |(_, s)| s.as_str());
+    Ok(Json(info(&id, &o, s)))
+}
+
+async fn destroy(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    api.owner_check(&id, &key)?;
+    api.backend.destroy(&id).await?;
+    api.owned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    api.save_registry();
+    api.metrics.sandboxes_active.dec();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecReq {
+    argv: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    stdin: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+async fn exec(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<RunOut>> {
+    api.owner_check(&id, &key)?;
+    let r: ExecReq = parse(&body)?;
+    if r.argv.is_empty() {
+        return Err(bad("argv must name a program"));
+    }
+    check_env(&r.env)?;
+    let timeout = timeout_of(r.timeout_ms)?;
+    // A client that goes away cancels: the exec'd process is killed.
+    let cancel = CancellationToken::new();
+    let _on_drop = cancel.clone().drop_guard();
+    let o = api
+        .backend
+        .exec(&id, &r.argv, &r.env, r.stdin, timeout, cancel)
+        .await?;
+    Ok(Json(RunOut {
+        exit_code: o.exit_code.unwrap_or(-1),
+        stdout: o.stdout,
+        stderr: o.stderr,
+        stdout_truncated_bytes: o.stdout_truncated_bytes,
+        stderr_truncated_bytes: o.stderr_truncated_bytes,
+        duration_ms: o.duration_ms,
+        timed_out: o.timed_out,
+        path: None,
+        error: None,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    path: Option<String>,
+    depth: Option<usize>,
+}
+
+async fn list_files(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let o = api.owner_check(&id, &key)?;
+    let rel = q.path.unwrap_or_default();
+    let depth = q.depth.unwrap_or(1).clamp(1, 16);
+    let entries =
+        tokio::task::spawn_blocking(move || files::list(&o.workspace, &rel, depth, 10_000))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+async fn get_file(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path((id, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let o = api.owner_check(&id, &key)?;
+    let data = tokio::task::spawn_blocking(move || files::read(&o.workspace, &path, MAX_FILE))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(data),
+    )
+        .into_response())
+}
+
+async fn put_file(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    Path((id, path)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let o = api.owner_check(&id, &key)?;
+    tokio::task::spawn_blocking(move || files::write(&o.workspace, &path, &body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(StatusCode::NO_CONTENT)
+}

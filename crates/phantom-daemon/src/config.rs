@@ -1,0 +1,319 @@
+//! The daemon's settings: flags, over a YAML file given with `--config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// `phantom daemon` flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DaemonArgs {
+    /// Where clients connect (default $PHANTOM_DAEMON_SOCKET or /run/phantom/daemon.sock)
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Serve the REST API on ADDR:PORT (loopback unless --allow-remote); needs --api-keys
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Let --listen take a non-loopback address
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// File of API keys, one per line; must be mode 0600
+    #[arg(long)]
+    pub api_keys: Option<PathBuf>,
+    /// Audit log: one JSON line per API request (default /var/log/phantom/audit.jsonl)
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// Requests per second per API key (default 50)
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Bytes of stdout and of stderr kept per run (default 1 MiB)
+    #[arg(long)]
+    pub max_output: Option<usize>,
+    /// A pool: PROFILE=N, or PROFILE=MIN..MAX to size it by demand (repeatable)
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
+    /// A pool of Python fork servers: PROFILE=N (each forks per request)
+    #[arg(long = "python-pool")]
+    pub python_pools: Vec<String>,
+    /// Modules the Python fork servers import up front (comma-separated)
+    #[arg(long)]
+    pub python_modules: Option<String>,
+    /// Memory all pooled zygotes together may use, e.g. 2GiB (default 1GiB)
+    #[arg(long)]
+    pub memory_budget: Option<String>,
+    /// Seconds SIGTERM waits for running requests (default 30)
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
+    /// YAML file with the same settings (flags win)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Extra directory of profile YAML files
+    #[arg(long)]
+    pub profile_path: Option<PathBuf>,
+    /// Print the running daemon's pools and exit
+    #[arg(long)]
+    pub status: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    /// One warm sandbox per request.
+    #[default]
+    Zygote,
+    /// A started Python interpreter that forks per request.
+    Python,
+}
+
+impl PoolKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Zygote => "zygote",
+            PoolKind::Python => "python",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub profile: String,
+    #[serde(default)]
+    pub kind: PoolKind,
+    pub min: usize,
+    pub max: usize,
+}
+
+/// The `--config` file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    allow_remote: Option<bool>,
+    api_keys: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    rate_limit: Option<u32>,
+    max_output: Option<usize>,
+    memory_budget: Option<String>,
+    drain_timeout: Option<u64>,
+    profile_path: Option<PathBuf>,
+    python_modules: Option<Vec<String>>,
+    #[serde(default)]
+    pools: Vec<PoolConfig>,
+}
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub api_keys: Option<PathBuf>,
+    pub audit_log: PathBuf,
+    pub rate_limit: u32,
+    pub max_output: usize,
+    pub memory_budget: u64,
+    pub drain_timeout: std::time::Duration,
+    pub profile_path: Option<PathBuf>,
+    pub python_modules: Vec<String>,
+    pub pools: Vec<PoolConfig>,
+}
+
+/// `PROFILE=N` (a fixed size) or `PROFILE=MIN..MAX`.
+pub fn parse_pool(flag: &str, s: &str, kind: PoolKind) -> Result<PoolConfig> {
+    let (profile, size) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{flag} {s:?}: expected PROFILE=N or PROFILE=MIN..MAX"))?;
+    let num = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| anyhow!("{flag} {s:?}: {t:?} is not a number"))
+    };
+    let (min, max) = match size.split_once("..") {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => {
+            let n = num(size)?;
+            (n, n)
+        }
+    };
+    if profile.is_empty() {
+        bail!("{flag} {s:?}: the profile name is empty");
+    }
+    if min > max {
+        bail!("{flag} {s:?}: MIN is larger than MAX");
+    }
+    if max > 256 {
+        bail!("{flag} {s:?}: at most 256 zygotes per pool");
+    }
+    Ok(PoolConfig {
+        profile: profile.to_string(),
+        kind,
+        min,
+        max,
+    })
+}
+
+/// YAML text -> JSON value (YAML's data model is what serde reads here).
+fn yaml_to_json(y: &yaml_rust2::Yaml) -> Result<serde_json::Value> {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    Ok(match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => Value::from(
+            r.parse::<f64>()
+                .map_err(|_| anyhow!("{r:?} is not a number"))?,
+        ),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect::<Result<_>>()?),
+        Yaml::Hash(h) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in h {
+                let k = match k {
+                    Yaml::String(s) => s.clone(),
+                    other => bail!("keys must be strings, not {other:?}"),
+                };
+                m.insert(k, yaml_to_json(v)?);
+            }
+            Value::Object(m)
+        }
+        other => bail!("unsupported YAML value {other:?}"),
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+        .map_err(|e| anyhow!("--config {}: {e}", path.display()))?;
+    let v = match docs.first() {
+        Some(d) => yaml_to_json(d).with_context(|| format!("--config {}", path.display()))?,
+        None => serde_json::json!({}),
+    };
+    serde_json::from_value(v).with_context(|| format!("--config {}", path.display()))
+}
+
+impl Config {
+    pub fn new(root: &Path, a: &DaemonArgs) -> Result<Config> {
+        let f = match &a.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let mut pools = f.pools.clone();
+        for p in &a.pools {
+            pools.push(parse_pool("--pool", p, PoolKind::Zygote)?);
+        }
+        for p in &a.python_pools {
+            pools.push(parse_pool("--python-pool", p, PoolKind::Python)?);
+        }
+        for (i, p) in pools.iter().enumerate() {
+            if pools[..i]
+                .iter()
+                .any(|q| q.profile == p.profile && q.kind == p.kind)
+            {
+                bail!("pool {} ({}) is configured twice", p.profile, p.kind.name());
+            }
+        }
+        let listen = a.listen.or(f.listen);
+        let api_keys = a.api_keys.clone().or(f.api_keys);
+        if let Some(addr) = listen {
+            if api_keys.is_none() {
+                bail!(
+                    "--listen {addr} needs --api-keys FILE: the REST API never runs without keys"
+                );
+            }
+            let remote_ok = a.allow_remote || f.allow_remote == Some(true);
+            if !addr.ip().is_loopback() && !remote_ok {
+                bail!("--listen {addr} is not a loopback address; add --allow-remote to serve other hosts");
+            }
+        }
+        let memory_budget = match a.memory_budget.clone().or(f.memory_budget) {
+            Some(s) => crate::parse_size(&s).context("--memory-budget")?,
+            None => 1 << 30,
+        };
+        let python_modules = match &a.python_modules {
+            Some(m) => m
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => f.python_modules.unwrap_or_default(),
+        };
+        for m in &python_modules {
+            if !m
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                bail!("--python-modules: {m:?} is not a module name");
+            }
+        }
+        Ok(Config {
+            root: root.to_path_buf(),
+            socket: phantom_zygote::socket_path(a.socket.as_deref().or(f.socket.as_deref())),
+            listen,
+            api_keys,
+            audit_log: a
+                .audit_log
+                .clone()
+                .or(f.audit_log)
+                .unwrap_or_else(|| PathBuf::from("/var/log/phantom/audit.jsonl")),
+            rate_limit: a.rate_limit.or(f.rate_limit).unwrap_or(50).max(1),
+            max_output: a.max_output.or(f.max_output).unwrap_or(1 << 20),
+            memory_budget,
+            drain_timeout: std::time::Duration::from_secs(
+                a.drain_timeout.or(f.drain_timeout).unwrap_or(30),
+            ),
+            profile_path: a.profile_path.clone().or(f.profile_path),
+            python_modules,
+            pools,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_flags() {
+        let p = parse_pool("--pool", "python-dev=2", PoolKind::Zygote).unwrap();
+        assert_eq!((p.min, p.max), (2, 2));
+        let p = parse_pool("--pool", "minimal=1..8", PoolKind::Zygote).unwrap();
+        assert_eq!((p.min, p.max), (1, 8));
+        assert!(parse_pool("--pool", "x=8..1", PoolKind::Zygote).is_err());
+        assert!(parse_pool("--pool", "x", PoolKind::Zygote).is_err());
+        assert!(parse_pool("--pool", "=2", PoolKind::Zygote).is_err());
+    }
+
+    #[test]
+    fn config_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("d.yaml");
+        std::fs::write(
+            &p,
+            "listen: 127.0.0.1:9000\napi_keys: /k\nrate_limit: 5\npools:\n  - {profile: python-dev, min: 1, max: 4}\n  - {profile: python-dev, kind: python, min: 1, max: 1}\n",
+        )
+        .unwrap();
+        let a = DaemonArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let c = Config::new(Path::new("/run/x"), &a).unwrap();
+        assert_eq!(c.rate_limit, 5);
+        assert_eq!(c.pools.len(), 2);
+        assert_eq!(c.pools[1].kind, PoolKind::Python);
+        std::fs::write(&p, "pools:\n  - {profile: x, min: 1, max: 2, size: 3}\n").unwrap();
+        let e = format!("{:#}", Config::new(Path::new("/run/x"), &a).unwrap_err());
+        assert!(e.contains("size"), "{e}");
+        let a = DaemonArgs {
+            listen: Some("0.0.0.0:9000".parse().unwrap()),
+            api_keys: Some("/k".into()),
+            ..Default::default()
+        };
+        assert!(Config::new(Path::new("/run/x"), &a).is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! The pools: per profile (and kind), zygote runners that are ready or
+//! starting. Sizes follow demand: a moving average of requests per second
+//! times the time a zygote takes to get ready, within the pool's min..max,
+//! the memory budget, and back to min under memory or CPU pressure.
+//!
+//! Runners are started from one long-lived thread: a runner dies with the
+//! thread that forked it (PR_SET_PDEATHSIG follows the thread), and tokio
+//! ends idle threads.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use phantom_runtime::state::StateStore;
+use phantom_zygote::wire::pidfd_open;
+use serde_json::{json, Value};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{oneshot, Notify};
+
+use crate::config::{Config, PoolConfig, PoolKind};
+use crate::metrics::Metrics;
+use crate::pressure;
+
+/// A zygote that waits for a request (plain), or serves them (python).
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub id: String,
+    pub pid: i32,
+    pub socket: PathBuf,
+    pub workspace: String,
+    pub kind: PoolKind,
+}
+
+struct Pool {
+    cfg: PoolConfig,
+    target: usize,
+    ready: Vec<Ready>,
+    starting: usize,
+    /// Round robin over shared (python) zygotes.
+    next: usize,
+    /// Requests since the last rate update, and their moving average (/s).
+    demand: u64,
+    rate: f64,
+    /// Moving average of the time a zygote takes to get ready (s).
+    startup: f64,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+struct State {
+    pools: Vec<Pool>,
+    /// Live runners: pid -> zygote id.
+    live: HashMap<i32, String>,
+    draining: bool,
+    /// Measured proportional set size of one pooled zygote (runner + init).
+    pss_per_zygote: u64,
+    under_pressure: bool,
+    last_rates: Instant,
+}
+
+enum Purpose {
+    Pool(usize),
+    OnDemand(oneshot::Sender<Result<Ready>>),
+}
+
+type SpawnJob = (Command, oneshot::Sender<std::io::Result<Child>>);
+
+pub struct Pools {
+    cfg: Arc<Config>,
+    exe: PathBuf,
+    zyg_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    wake: Notify,
+    spawner: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
+    /// Signalled when a runner is gone (drain waits on it).
+    gone: Notify,
+}
+
+/// A first guess of one zygote's PSS until one is measured.
+const PSS_GUESS: u64 = 6 << 20;
+
+impl Pools {
+    pub fn new(cfg: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Pools>> {
+        let zyg_dir = cfg
+            .socket
+            .parent()
+            .unwrap_or(Path::new("/run/phantom"))
+            .join("zygotes");
+        std::fs::create_dir_all(&zyg_dir)
+            .with_context(|| format!("create {}", zyg_dir.display()))?;
+        // Sockets a daemon killed with -9 left; its runners died with it.
+        for e in std::fs::read_dir(&zyg_dir)?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        phantom_zygote::runner::sweep(&StateStore::new(&cfg.root));
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("phantom-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .context("start the spawner thread")?;
+        let pools = cfg
+            .pools
+            .iter()
+            .map(|c| Pool {
+                cfg: c.clone(),
+                target: c.min,
+                ready: Vec::new(),
+                starting: 0,
+                next: 0,
+                demand: 0,
+                rate: 0.0,
+                startup: 0.1,
+                failures: 0,
+                retry_at: None,
+            })
+            .collect();
+        Ok(Arc::new(Pools {
+            exe: std::env::current_exe().context("locate the phantom binary")?,
+            zyg_dir,
+            metrics,
+            state: Mutex::new(State {
+                pools,
+                live: HashMap::new(),
+                draining: false,
+                pss_per_zygote: PSS_GUESS,
+                under_pressure: false,
+                last_rates: Instant::now(),
+            }),
+            wake: Notify::new(),
+            spawner: Mutex::new(tx),
+            gone: Notify::new(),
+            cfg,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A zygote for `argv0` under `profile`: a Python fork server when the
+    /// command is python3 and such a pool has one ready (and no files are
+    /// to be copied into a workspace of its own), else a plain zygote,
+    /// which leaves the pool.
+    pub fn acquire(&self, profile: &str, argv0: &str, copy_in: bool) -> Option<Ready> {
+        let mut st = self.lock();
+        if st.draining {
+            return None;
+        }
+        let mut got = None;
+        if phantom_zygote::is_python(argv0) && !copy_in {
+            if let Some(p) = st
+                .pools
+                .iter_mut()
+                .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Python)
+            {
+                p.demand += 1;
+                if !p.ready.is_empty() {
+                    p.next = (p.next + 1) % p.ready.len();
+                    got = Some(p.ready[p.next].clone());
+                }
+            }
+        }
+        if got.is_none() {
+            if let Some(p) = st
+                .pools
+                .iter_mut()
+                .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Zygote)
+            {
+                p.demand += 1;
+                if !p.ready.is_empty() {
+                    got = Some(p.ready.remove(0));
+                }
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+        got
+    }
+
+    /// A zygote made for one request (the cold path of the REST API).
+    pub async fn on_demand(self: &Arc<Self>, profile: &str) -> Result<Ready> {
+        let (tx, rx) = oneshot::channel();
+        self.start_runner(profile, PoolKind::Zygote, Purpose::OnDemand(tx))
+            .await?;
+        rx.await
+            .map_err(|_| anyhow!("the zygote runner vanished"))?
+    }
+
+    async fn start_runner(
+        self: &Arc<Self>,
+        profile: &str,
+        kind: PoolKind,
+        purpose: Purpose,
+    ) -> Result<()> {
+        let id = format!(
+            "{}{}",
+            phantom_zygote::ZYGOTE_PREFIX,
+            phantom_zygote::random_hex(6)
+        );
+        let socket = self.zyg_dir.join(format!("{id}.sock"));
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--root")
+            .arg(&self.cfg.root)
+            .arg("zygote-serve")
+            .arg("--profile")
+            .arg(profile)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--id")
+            .arg(&id);
+        if let Some(p) = &self.cfg.profile_path {
+            cmd.arg("--profile-path").arg(p);
+        }
+        if kind == PoolKind::Python {
+            cmd.arg("--python");
+            if !self.cfg.python_modules.is_empty() {
+                cmd.arg("--modules").arg(self.cfg.python_modules.join(","));
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let (tx, rx) = oneshot::channel();
+        self.spawner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((cmd, tx))
+            .map_err(|_| anyhow!("the spawner thread is gone"))?;
+        let child = rx
+            .await
+            .map_err(|_| anyhow!("the spawner thread is gone"))?
+            .with_context(|| format!("start a zygote runner for {profile}"))?;
+        let pid = child.id() as i32;
+        self.lock().live.insert(pid, id.clone());
+        let me = Arc::clone(self);
+        let profile = profile.to_string();
+        tokio::spawn(async move {
+            me.supervise(child, pid, id, socket, profile, kind, purpose)
+                .await
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn supervise(
+        self: Arc<Self>,
+        mut child: Child,
+        pid: i32,
+        id: String,
+        socket: PathBuf,
+        profile: String,
+        kind: PoolKind,
+        purpose: Purpose,
+    ) {
+        let t0 = Instant::now();
+        // Death is noticed through a pidfd, whatever the runner was doing.
+        let pidfd = pidfd_open(pid).and_then(|fd| {
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the
+            // same until the AsyncFd is dropped.
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                .map_err(|e| anyhow!("watch runner {pid}: {e}"))
+        });
+        let first = match (&pidfd, child.stdout.take()) {
+            (Ok(pidfd), Some(out)) => first_line(pidfd, out).await,
+            (Err(e), _) => Err(anyhow!("{e:#}")),
+            (_, None) => Err(anyhow!("no stdout")),
+        };
+        let labels = Metrics::pool(&profile, kind.name());
+        let mut pool_idx = None;
+        match (first, purpose) {
+            (Ok(workspace), purpose) => {
+                let ready = Ready {
+                    id: id.clone(),
+                    pid,
+                    socket: socket.clone(),
+                    workspace,
+                    kind,
+                };
+                match purpose {
+                    Purpose::Pool(i) => {
+                        pool_idx = Some(i);
+                        let mut st = self.lock();
+                        let p = &mut st.pools[i];
+                        p.starting -= 1;
+                        p.startup = 0.7 * p.startup + 0.3 * t0.elapsed().as_secs_f64();
+                        p.failures = 0;
+                        p.ready.push(ready);
+                        self.metrics.pool_refills.get_or_create(&labels).inc();
+                    }
+                    Purpose::OnDemand(tx) => {
+                        let _ = tx.send(Ok(ready));
+                    }
+                }
+            }
+            (Err(e), purpose) => {
+                tracing::error!("zygote runner for {profile}: {e:#}");
+                eprintln!("phantom daemon: a zygote for {profile} did not start: {e:#}");
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                match purpose {
+                    Purpose::Pool(i) => {
+                        let mut st = self.lock();
+                        let p = &mut st.pools[i];
+                        p.starting -= 1;
+                        p.failures += 1;
+                        // Back off, so a broken profile does not spin.
+                        let wait = Duration::from_millis(250 << p.failures.min(7));
+                        p.retry_at = Some(Instant::now() + wait);
+                    }
+                    Purpose::OnDemand(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+        }
+        if let Ok(pidfd) = &pidfd {
+            let _ = pidfd.readable().await;
+        }
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        {
+            let mut st = self.lock();
+            st.live.remove(&pid);
+            let draining = st.draining;
+            if let Some(i) = pool_idx {
+                let p = &mut st.pools[i];
+                if let Some(pos) = p.ready.iter().position(|r| r.pid == pid) {
+                    // It died while pooled (never handed out, or a shared
+                    // fork server): replaced by the next refill.
+                    p.ready.remove(pos);
+                    if !draining {
+                        self.metrics.pool_replaced.get_or_create(&labels).inc();
+                        tracing::warn!("zygote {id} of {profile} died while pooled; replacing it");
+                    }
+                }
+            }
+        }
+        // The runner removes its sandbox; this covers a runner killed hard.
+        let root = self.cfg.root.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            phantom_zygote::runner::cleanup(&StateStore::new(&root), &id)
+        })
+        .await;
+        let _ = std::fs::remove_file(&socket);
+        self.gone.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Keeps the pools at their targets until the daemon drains.
+    pub async fn manage(self: Arc<Self>) {
+        let mut last_pss = Instant::now() - Duration::from_secs(60);
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(250), self.wake.notified()).await;
+            if last_pss.elapsed() > Duration::from_secs(10) {
+                last_pss = Instant::now();
+                self.measure_pss();
+            }
+            let mut starts = Vec::new();
+            {
+                let mut st = self.lock();
+                if st.draining {
+                    return;
+                }
+                let now = Instant::now();
+                let dt = now.duration_since(st.last_rates).as_secs_f64();
+                if dt >= 1.0 {
+                    st.last_rates = now;
+                    st.under_pressure = pressure::high();
+                    for p in &mut st.pools {
+                        p.rate = 0.6 * p.rate + 0.4 * (p.demand as f64 / dt);
+                        p.demand = 0;
+                    }
+                }
+                let cap = usize::try_from(self.cfg.memory_budget / st.pss_per_zygote.max(1))
+                    .unwrap_or(usize::MAX)
+                    .max(1);
+                let mut total: usize = st.pools.iter().map(|p| p.ready.len() + p.starting).sum();
+                let under_pressure = st.under_pressure;
+                for (i, p) in st.pools.iter_mut().enumerate() {
+                    p.target = target(p, under_pressure);
+                    let labels = Metrics::pool(&p.cfg.profile, p.cfg.kind.name());
+                    self.metrics
+                        .pool_target
+                        .get_or_create(&labels)
+                        .set(p.target as i64);
+                    self.metrics
+                        .pool_ready
+                        .get_or_create(&labels)
+                        .set(p.ready.len() as i64);
+                    if p.retry_at.is_some_and(|t| t > now) {
+                        continue;
+                    }
+                    while p.ready.len() + p.starting < p.target && total < cap {
+                        p.starting += 1;
+                        total += 1;
+                        starts.push((i, p.cfg.profile.clone(), p.cfg.kind));
+                    }
+                }
+            }
+            for (i, profile, kind) in starts {
+                if let Err(e) = self.start_runner(&profile, kind, Purpose::Pool(i)).await {
+                    tracing::error!("{e:#}");
+                    let mut st = self.lock();
+                    st.pools[i].starting -= 1;
+                    st.pools[i].retry_at = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// PSS of one ready zygote: its runner and the sandbox init under it.
+    fn measure_pss(&self) {
+        let pid = {
+            let st = self.lock();
+            st.pools.iter().find_map(|p| p.ready.first().map(|r| r.pid))
+        };
+        let Some(pid) = pid else { return };
+        let mut total = pressure::pss(pid);
+        for c in pressure::children(pid) {
+            total += pressure::pss(c);
+        }
+        if total > 0 {
+            self.lock().pss_per_zygote = total;
+        }
+    }
+
+    /// Pool sizes for `GET /v1/pools` and `daemon --status`.
+    pub fn report(&self) -> Value {
+        let st = self.lock();
+        let pools: Vec<Value> = st
+            .pools
+            .iter()
+            .map(|p| {
+                json!({
+                    "profile": p.cfg.profile,
+                    "kind": p.cfg.kind.name(),
+                    "ready": p.ready.len(),
+                    "starting": p.starting,
+                    "target": p.target,
+                    "min": p.cfg.min,
+                    "max": p.cfg.max,
+                    "requests_per_second": (p.rate * 100.0).round() / 100.0,
+                })
+            })
+            .collect();
+        json!({
+            "pools": pools,
+            "pss_per_zygote_bytes": st.pss_per_zygote,
+            "memory_budget_bytes": self.cfg.memory_budget,
+            "under_pressure": st.under_pressure,
+        })
+    }
+
+    /// Stop taking requests, stop every runner (each removes its sandbox),
+    /// and remove what a runner that does not stop leaves.
+    pub async fn drain(&self) {
+        let pids: Vec<(i32, String)> = {
+            let mut st = self.lock();
+            st.draining = true;
+            st.live.iter().map(|(p, i)| (*p, i.clone())).collect()
+        };
+        for (pid, _) in &pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.lock().live.is_empty() && Instant::now() < until {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.gone.notified()).await;
+        }
+        let left: Vec<i32> = self.lock().live.keys().copied().collect();
+        for pid in left {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let root = self.cfg.root.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let store = StateStore::new(&root);
+            for (_, id) in pids {
+                phantom_zygote::runner::cleanup(&store, &id);
+            }
+        })
+        .await;
+    }
+}
+
+/// The size a pool aims for: enough to cover the requests that arrive
+/// while a zygote gets ready (twice over), within min..max; min under
+/// pressure. Python fork servers are shared, so min of them is enough.
+fn target(p: &Pool, under_pressure: bool) -> usize {
+    if under_pressure || p.cfg.kind == PoolKind::Python {
+        return p.cfg.min;
+    }
+    let want = (p.rate * p.startup.max(0.01) * 2.0).ceil() as usize;
+    want.clamp(p.cfg.min, p.cfg.max)
+}
+
+/// The runner's first line: `ready WORKSPACE`, before it exits or a minute
+/// passes.
+async fn first_line(pidfd: &AsyncFd<OwnedFd>, out: std::process::ChildStdout) -> Result<String> {
+    let fd = OwnedFd::from(out);
+    let rx =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(fd).context("watch the runner's stdout")?;
+    let mut lines = BufReader::new(rx).lines();
+    let line = tokio::select! {
+        l = lines.next_line() => l.context("read the runner's stdout")?,
+        _ = tokio::time::sleep(Duration::from_secs(60)) => {
+            return Err(anyhow!("not ready after 60 s"));
+        }
+        _ = async { let _ = pidfd.readable().await; tokio::time::sleep(Duration::from_millis(50)).await } => None,
+    };
+    match line {
+        Some(l) if l.starts_with("ready") => Ok(l["ready".len()..].trim().to_string()),
+        Some(l) => Err(anyhow!("unexpected output {l:?}")),
+        None => Err(anyhow!("the runner exited before its zygote was ready")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(min: usize, max: usize, rate: f64, startup: f64) -> Pool {
+        Pool {
+            cfg: PoolConfig {
+                profile: "p".into(),
+                kind: PoolKind::Zygote,
+                min,
+                max,
+            },
+            target: min,
+            ready: Vec::new(),
+            starting: 0,
+            next: 0,
+            demand: 0,
+            rate,
+            startup,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn target_follows_demand_within_bounds() {
+        assert_eq!(target(&pool(1, 8, 0.0, 0.1), false), 1);
+        // 20 requests/s, 0.1 s to get ready: 2 in flight, twice over.
+        assert_eq!(target(&pool(1, 8, 20.0, 0.1), false), 4);
+        assert_eq!(target(&pool(1, 8, 500.0, 0.1), false), 8);
+        assert_eq!(target(&pool(1, 8, 500.0, 0.1), true), 1);
+    }
+}

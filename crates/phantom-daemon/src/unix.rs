@@ -1,0 +1,103 @@
+//! The daemon's unix socket: `phantom run --profile` asks it for a zygote
+//! (one JSON line each way; the protocol is in `phantom_zygote`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::config::PoolKind;
+use crate::pool::Pools;
+
+/// Bind `path`, unless another daemon answers there.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!(
+            "a daemon is already listening on {}; stop it first or give --socket",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    // Only root, the daemon's user, may ask for sandboxes.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(l)
+}
+
+pub async fn serve(listener: UnixListener, pools: Arc<Pools>) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let pools = Arc::clone(&pools);
+        tokio::spawn(async move {
+            if let Err(e) = handle(conn, &pools).await {
+                tracing::debug!("daemon socket: {e:#}");
+            }
+        });
+    }
+}
+
+async fn handle(conn: UnixStream, pools: &Pools) -> Result<()> {
+    let (r, mut w) = conn.into_split();
+    let mut line = String::new();
+    let mut r = BufReader::new(r.take(64 * 1024));
+    r.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Value>(&line) {
+        Ok(req) => answer(&req, pools),
+        Err(e) => json!({"error": format!("malformed request: {e}")}),
+    };
+    w.write_all(format!("{reply}\n").as_bytes()).await?;
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
+
+fn answer(req: &Value, pools: &Pools) -> Value {
+    match req["op"].as_str() {
+        Some("acquire") => {
+            let profile = req["profile"].as_str().unwrap_or_default();
+            let argv0 = req["argv0"].as_str().unwrap_or_default();
+            let copy_in = req["copy_in"].as_bool().unwrap_or(false);
+            match pools.acquire(profile, argv0, copy_in) {
+                Some(z) => json!({
+                    "zygote": z.socket,
+                    "workspace": z.workspace,
+                    "kind": z.kind.name(),
+                }),
+                None => json!({"error": format!("no warm zygote for profile {profile:?}")}),
+            }
+        }
+        Some("pools") => status(&pools.report()),
+        _ => json!({"error": format!("unknown request {req}")}),
+    }
+}
+
+/// `daemon --status`: pools keyed by profile (Python fork servers as
+/// `PROFILE:python`), with the rest of the report under `_daemon`.
+fn status(report: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in report["pools"].as_array().into_iter().flatten() {
+        let profile = p["profile"].as_str().unwrap_or_default();
+        let key = if p["kind"] == PoolKind::Python.name() {
+            format!("{profile}:python")
+        } else {
+            profile.to_string()
+        };
+        out.insert(key, p.clone());
+    }
+    let mut rest = report.clone();
+    if let Some(o) = rest.as_object_mut() {
+        o.remove("pools");
+    }
+    out.insert("_daemon".into(), rest);
+    Value::Object(out)
+}

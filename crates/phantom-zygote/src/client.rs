@@ -1,0 +1,193 @@
+//! The client side of a warm run: ask the daemon for a zygote, hand it the
+//! command and our stdio, wait for its status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use phantom_runtime::channel::{send_with_fds, Msg};
+use serde_json::{json, Value};
+
+use crate::wire::{connect_to, recv_json};
+
+/// One JSON request and its JSON reply over the daemon's stream socket.
+pub fn daemon_request(socket: &Path, req: &Value) -> Result<Value> {
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    writeln!(s, "{req}").context("send to the daemon")?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .context("read the daemon's reply")?;
+    if line.is_empty() {
+        return Err(anyhow!("the daemon closed the connection"));
+    }
+    serde_json::from_str(&line).context("the daemon's reply is malformed")
+}
+
+/// A zygote the daemon handed out.
+pub struct Lease {
+    pub socket: PathBuf,
+    /// The sandbox's fresh workspace on the host (plain zygotes only).
+    pub workspace: Option<PathBuf>,
+    pub kind: String,
+    conn: OwnedFd,
+}
+
+/// Ask for a zygote of `profile` that can run `argv0`. `Ok(None)` with a
+/// reason when there is none (no daemon, no pool, pool empty).
+pub fn acquire(
+    socket: &Path,
+    profile: &str,
+    argv0: &str,
+    need_workspace: bool,
+) -> Result<std::result::Result<Lease, String>> {
+    let reply = match daemon_request(
+        socket,
+        &json!({"op": "acquire", "profile": profile, "argv0": argv0, "copy_in": need_workspace}),
+    ) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    let Some(path) = reply["zygote"].as_str() else {
+        return Ok(Err(reply["error"]
+            .as_str()
+            .unwrap_or("the daemon sent no zygote")
+            .to_string()));
+    };
+    let conn = match connect_to(Path::new(path)) {
+        Ok(fd) => fd,
+        Err(e) => return Ok(Err(format!("zygote {path}: {e:#}"))),
+    };
+    Ok(Ok(Lease {
+        socket: PathBuf::from(path),
+        workspace: reply["workspace"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .map(PathBuf::from),
+        kind: reply["kind"].as_str().unwrap_or("zygote").to_string(),
+        conn,
+    }))
+}
+
+/// What a warm run reports.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: i32,
+    /// Why the program could not start, if it could not.
+    pub error: Option<String>,
+    /// From the request to the program running (plain zygotes say when).
+    pub started_after: Option<Duration>,
+}
+
+impl Lease {
+    /// Connect to the zygote (or fork server) at `socket`.
+    pub fn connect(socket: &Path, kind: &str, workspace: Option<PathBuf>) -> Result<Lease> {
+        Ok(Lease {
+            socket: socket.to_path_buf(),
+            workspace,
+            kind: kind.to_string(),
+            conn: connect_to(socket)?,
+        })
+    }
+
+    /// Hand over argv with `stdio` as its stdin, stdout and stderr. The
+    /// caller closes its copies of `stdio` afterwards, or its pipes never
+    /// end.
+    pub fn start(
+        &self,
+        argv: &[String],
+        env: &[String],
+        timeout: Option<Duration>,
+        stdio: [RawFd; 3],
+    ) -> Result<Instant> {
+        let mut req = json!({"args": argv, "env": env});
+        if let Some(t) = timeout {
+            req["timeout_ms"] = json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        }
+        let t0 = Instant::now();
+        send_with_fds(self.conn.as_raw_fd(), &Msg::Exec(req.to_string()), &stdio)?;
+        Ok(t0)
+    }
+
+    /// Wait for the program's status. Dropping the lease instead kills it.
+    pub fn wait(&self, started: Instant) -> Result<Finished> {
+        let mut started_after = None;
+        // From here the request is under way: a missing answer is an error,
+        // not a reason to run the command a second time.
+        loop {
+            let reply = recv_json(self.conn.as_raw_fd())?
+                .ok_or_else(|| anyhow!("the warm sandbox ended without reporting a status"))?;
+            if reply["started"] == json!(true) {
+                started_after = Some(started.elapsed());
+                continue;
+            }
+            let status = reply["status"]
+                .as_i64()
+                .ok_or_else(|| anyhow!("the warm sandbox sent no status: {reply}"))?;
+            return Ok(Finished {
+                status: i32::try_from(status).unwrap_or(1),
+                error: reply["error"].as_str().map(str::to_string),
+                started_after,
+            });
+        }
+    }
+
+    /// `start` then `wait`, with stdio that stays ours (e.g. 0, 1, 2).
+    pub fn run(
+        &self,
+        argv: &[String],
+        env: &[String],
+        timeout: Option<Duration>,
+        stdio: [RawFd; 3],
+    ) -> Result<Finished> {
+        let t0 = self.start(argv, env, timeout, stdio)?;
+        self.wait(t0)
+    }
+}
+
+/// Puts files into a zygote's workspace (host path) before the request.
+pub type CopyIn<'a> = dyn Fn(&Path) -> Result<()> + 'a;
+
+/// `phantom run --profile` through the daemon, with our own stdio.
+/// `Ok(None)`: no warm zygote (the reason is logged at debug level); the
+/// caller runs the cold path.
+pub fn run_warm(
+    socket: &Path,
+    profile: &str,
+    command: &[String],
+    env: &[String],
+    timeout: Option<Duration>,
+    copy_in: Option<&CopyIn<'_>>,
+) -> Result<Option<i32>> {
+    let argv0 = command.first().map(String::as_str).unwrap_or_default();
+    let lease = match acquire(socket, profile, argv0, copy_in.is_some())? {
+        Ok(l) => l,
+        Err(why) => {
+            tracing::debug!("no warm zygote ({why}); cold path");
+            return Ok(None);
+        }
+    };
+    if let Some(copy) = copy_in {
+        // Dropping the lease without a request makes the runner remove it.
+        let ws = lease
+            .workspace
+            .as_deref()
+            .ok_or_else(|| anyhow!("the daemon did not say where the zygote's workspace is"))?;
+        copy(ws)?;
+    }
+    tracing::debug!(
+        "warm path: {} zygote {}",
+        lease.kind,
+        lease.socket.display()
+    );
+    let f = lease.run(command, env, timeout, [0, 1, 2])?;
+    if let Some(e) = &f.error {
+        eprintln!("phantom: {e}");
+    }
+    Ok(Some(f.status))
+}

@@ -1,0 +1,89 @@
+//! Warm pools, below the daemon and the MCP server: the zygote protocol
+//! (unix sockets with SCM_RIGHTS), the zygote runner that owns one warm
+//! sandbox, the Python fork server, the client side of a warm run, and the
+//! sandbox backend the daemon's REST API and the MCP server share.
+//!
+//! Protocol:
+//! - client -> daemon (`SOCK_STREAM`, one JSON line each way):
+//!   `{"op":"acquire","profile":P,"argv0":"python3","copy_in":false}` ->
+//!   `{"zygote":PATH,"workspace":DIR,"kind":"zygote"|"python"}` or
+//!   `{"error":TEXT}`; `{"op":"pools"}` -> the pool sizes.
+//! - client -> zygote at PATH (`SOCK_SEQPACKET`): `X{"args":[..],"env":[..],
+//!   "timeout_ms":N}` with fds 0, 1, 2 attached; the zygote answers
+//!   `{"started":true}` once the program runs (plain zygotes only), then
+//!   `{"status":N}` (with `"error"` when it could not start) once it exited.
+//!   Closing the connection early kills the program's whole tree.
+
+pub mod backend;
+pub mod client;
+pub mod files;
+pub mod keys;
+pub mod runner;
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+pub const DEFAULT_SOCKET: &str = "/run/phantom/daemon.sock";
+pub const SOCKET_ENV: &str = "PHANTOM_DAEMON_SOCKET";
+/// Ids of zygote sandboxes start with this, so a daemon can find and
+/// remove the ones a dead daemon left.
+pub const ZYGOTE_PREFIX: &str = "zyg-";
+/// The Python fork server, run as `python3 -c SOURCE` in a warm sandbox.
+pub const FORKSERVER_PY: &str = include_str!("python/forkserver.py");
+/// Comma-separated modules the fork server imports before it is ready.
+pub const PY_MODULES_ENV: &str = "PHANTOM_PY_MODULES";
+
+/// `--daemon-socket`, else $PHANTOM_DAEMON_SOCKET, else the default.
+pub fn socket_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Whether argv runs the Python interpreter the fork server stands in for.
+pub fn is_python(argv0: &str) -> bool {
+    matches!(
+        argv0,
+        "python" | "python3" | "/usr/bin/python3" | "/usr/bin/python"
+    )
+}
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    // SAFETY: the buffer is valid for writes of its length; getrandom only
+    // writes into it.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if usize::try_from(got).ok() != Some(n) {
+        // Never expected after boot; fall back to something unique enough.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let seed = t ^ u128::from(std::process::id());
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (seed >> ((i % 16) * 8)) as u8;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Sizes like 64KiB, 4MiB, 1000 (bytes).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().with_context(|| format!("{s:?}: not a size"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => bail!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)"),
+    };
+    Ok((v * mult) as u64)
+}

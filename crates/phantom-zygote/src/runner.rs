@@ -1,0 +1,348 @@
+//! The zygote runner (`phantom zygote-serve`): a small process the daemon
+//! starts per warm sandbox. It is the sandbox init's parent (so the init
+//! stays a descendant of a plain process, never of the multi-threaded
+//! daemon), prints `ready WORKSPACE` on stdout once the zygote waits, and
+//! serves it on a socket of its own:
+//! - a plain zygote serves one request and the runner removes it;
+//! - a Python zygote runs the fork server, which serves many requests,
+//!   one fork each, until the runner is told to stop.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{accept, socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use phantom_runtime::channel::{recv_with_fds, Msg};
+use phantom_runtime::container::{self, zygote, CreateOptions};
+use phantom_runtime::process::init::ExecRequest;
+use phantom_runtime::sandbox;
+use phantom_runtime::state::{StateStore, Status};
+use serde_json::json;
+
+use crate::wire::{listen_at, pidfd_open, send_json};
+
+/// What the CLI made for the runner: a sandbox bundle from the profile.
+pub struct Prepared {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub annotations: BTreeMap<String, String>,
+}
+
+pub enum Kind {
+    /// One request, then the sandbox is removed.
+    Plain,
+    /// The Python fork server, with these modules imported up front.
+    Python { modules: Vec<String> },
+}
+
+/// First thing a runner does: die with the daemon (SIGTERM, so it cleans
+/// up), and take its signals through a signalfd.
+pub fn become_runner() -> Result<SignalFd> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
+    if nix::unistd::getppid().as_raw() == 1 {
+        bail!("the daemon that started this runner is gone");
+    }
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    Ok(SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)?)
+}
+
+/// Remove the zygote sandbox `id`: kill what is left, delete its state and
+/// cgroup, and its fresh workspace.
+pub fn cleanup(store: &StateStore, id: &str) {
+    let annotations = container::state(store, id)
+        .map(|s| s.annotations)
+        .unwrap_or_default();
+    let _ = container::delete(store, id, true);
+    let _ = sandbox::remove_dirs(&annotations, false);
+}
+
+/// Remove stopped zygote sandboxes (their runner and init are gone): what
+/// a daemon killed with -9 leaves.
+pub fn sweep(store: &StateStore) {
+    for id in store.ids().unwrap_or_default() {
+        if !id.starts_with(crate::ZYGOTE_PREFIX) {
+            continue;
+        }
+        if let Ok(st) = container::state(store, &id) {
+            if st.status == Status::Stopped {
+                cleanup(store, &id);
+            }
+        }
+    }
+}
+
+/// Make the zygote, tell the daemon it is ready, serve it on `socket`.
+pub fn serve(
+    store: &StateStore,
+    sfd: &SignalFd,
+    p: &Prepared,
+    socket: &Path,
+    kind: &Kind,
+) -> Result<i32> {
+    let z = match zygote::spawn(
+        store,
+        &CreateOptions {
+            id: p.id.clone(),
+            bundle: p.bundle.clone(),
+            ..Default::default()
+        },
+    ) {
+        Ok(z) => z,
+        Err(e) => {
+            cleanup(store, &p.id);
+            return Err(e.into());
+        }
+    };
+    let workspace = p
+        .annotations
+        .get(sandbox::WORKSPACE)
+        .cloned()
+        .unwrap_or_default();
+    let res = match kind {
+        Kind::Plain => serve_plain(store, &z, socket, sfd, &workspace),
+        Kind::Python { modules } => serve_python(store, &z, socket, sfd, modules),
+    };
+    let _ = container::kill(store, &p.id, Signal::SIGKILL, true);
+    let _ = nix::sys::signal::kill(Pid::from_raw(z.pid()), Signal::SIGKILL);
+    let _ = waitpid(Pid::from_raw(z.pid()), None);
+    cleanup(store, &p.id);
+    let _ = std::fs::remove_file(socket);
+    res
+}
+
+fn announce(workspace: &str) -> Result<()> {
+    let mut out = std::io::stdout();
+    writeln!(out, "ready {workspace}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn readable(f: &PollFd<'_>) -> bool {
+    f.revents().is_some_and(|r| !r.is_empty())
+}
+
+/// Whether a signal that means "stop" arrived (SIGCHLD is only a wake-up).
+fn told_to_stop(sfd: &SignalFd) -> bool {
+    matches!(sfd.read_signal(), Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32)
+}
+
+fn serve_plain(
+    store: &StateStore,
+    z: &zygote::Zygote,
+    path: &Path,
+    sfd: &SignalFd,
+    workspace: &str,
+) -> Result<i32> {
+    let listener = listen_at(path)?;
+    // A zygote that dies while it waits is noticed through its pidfd: the
+    // runner exits, and the daemon replaces it.
+    let zfd = pidfd_open(z.pid())?;
+    announce(workspace)?;
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if readable(&fds[2]) {
+            bail!("the zygote died before any request");
+        }
+        if readable(&fds[1]) && told_to_stop(sfd) {
+            return Ok(0);
+        }
+        if readable(&fds[0]) {
+            break;
+        }
+    }
+    let conn = accept(listener.as_raw_fd()).context("accept")?;
+    // SAFETY: accept returned a new fd that only we own.
+    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+    drop(listener);
+    let _ = std::fs::remove_file(path);
+    let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
+        // The client changed its mind (e.g. copying files in failed).
+        return Ok(0);
+    };
+    let req: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
+    let exec: ExecRequest = serde_json::from_value(req.clone()).context("malformed request")?;
+    let deadline = req["timeout_ms"]
+        .as_u64()
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    if fds.len() < 3 {
+        bail!("the request must carry stdin, stdout and stderr");
+    }
+    let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
+    if let Err(e) = z.exec(store, &exec, stdio) {
+        let msg = e.to_string();
+        let status = if msg.contains("not found") || msg.contains("no such file") {
+            127
+        } else {
+            126
+        };
+        send_json(conn.as_raw_fd(), &json!({"status": status, "error": msg}))?;
+        return Ok(0);
+    }
+    // Our copies of the caller's stdio must go, or its pipes never close.
+    drop(fds);
+    let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
+    let status = wait_program(store, z, &zfd, conn.as_fd(), sfd, deadline)?;
+    let _ = send_json(conn.as_raw_fd(), &json!({"status": status}));
+    Ok(0)
+}
+
+/// Wait for the program; kill the whole sandbox if the client goes away,
+/// we are told to stop, or the deadline passes (then 124).
+fn wait_program(
+    store: &StateStore,
+    z: &zygote::Zygote,
+    zfd: &OwnedFd,
+    conn: std::os::fd::BorrowedFd<'_>,
+    sfd: &SignalFd,
+    deadline: Option<Instant>,
+) -> Result<i32> {
+    let pid = z.pid();
+    let kill_all = || {
+        let _ = container::kill(store, &z.state.id, Signal::SIGKILL, true);
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    };
+    let mut timed_out = false;
+    loop {
+        if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            if let Some(c) = container::run::exit_status(ws) {
+                return Ok(if timed_out { 124 } else { c });
+            }
+        }
+        let timeout = match deadline.filter(|_| !timed_out) {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    kill_all();
+                    timed_out = true;
+                    continue;
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            // The client sends nothing more: any readiness is its end.
+            PollFd::new(conn, PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if readable(&fds[0]) && told_to_stop(sfd) {
+            kill_all();
+        }
+        if readable(&fds[1]) {
+            // The client is gone (Ctrl-C): nothing may keep running.
+            kill_all();
+        }
+    }
+}
+
+/// The Python fork server in the zygote: its stdin is a socket to us, on
+/// which it gets the listening socket clients connect to; its stdout tells
+/// us when the modules are imported.
+fn serve_python(
+    store: &StateStore,
+    z: &zygote::Zygote,
+    path: &Path,
+    sfd: &SignalFd,
+    modules: &[String],
+) -> Result<i32> {
+    let listener = listen_at(path)?;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the fork server")?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let zfd = pidfd_open(z.pid())?;
+    let req = ExecRequest {
+        args: vec!["python3".into(), "-c".into(), crate::FORKSERVER_PY.into()],
+        env: vec![format!("{}={}", crate::PY_MODULES_ENV, modules.join(","))],
+        cwd: None,
+    };
+    z.exec(
+        store,
+        &req,
+        [theirs.as_raw_fd(), out_w.as_raw_fd(), libc::STDERR_FILENO],
+    )
+    .map_err(|e| anyhow!("start the Python fork server: {e}"))?;
+    drop(theirs);
+    drop(out_w);
+    // The listener goes over as the one fd of an `L` message.
+    send_listener(&ours, &listener)?;
+    drop(listener);
+    let mut lines = std::io::BufReader::new(std::fs::File::from(out_r));
+    let mut line = String::new();
+    lines
+        .read_line(&mut line)
+        .context("read the fork server's first line")?;
+    if line.trim_end() != "ready" {
+        bail!(
+            "the Python fork server did not start: {}",
+            if line.is_empty() {
+                "no output"
+            } else {
+                line.trim_end()
+            }
+        );
+    }
+    announce("")?;
+    loop {
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if readable(&fds[1]) {
+            bail!("the Python fork server exited");
+        }
+        if readable(&fds[0]) && told_to_stop(sfd) {
+            return Ok(0);
+        }
+    }
+}
+
+fn send_listener(to: &OwnedFd, listener: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    let fds = [listener.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"L")];
+    sendmsg::<()>(
+        to.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .context("hand the listening socket to the fork server")?;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub struct Api {
     pub owned: Mutex<BTreeMap<String, Owned>>,
     pub registry: PathBuf,
     pub draining: AtomicBool,
+    /// Requests being served (a drain waits for them).
+    pub inflight: AtomicUsize,
 }
 
 pub struct ApiError(StatusCode, String);
@@ -171,7 +173,10 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
             r
         } else {
             req.extensions_mut().insert(k.clone());
-            next.run(req).await
+            api.inflight.fetch_add(1, Ordering::SeqCst);
+            let r = next.run(req).await;
+            api.inflight.fetch_sub(1, Ordering::SeqCst);
+            r
         }
     } else {
         let mut r = ApiError(
@@ -184,6 +189,26 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
             HeaderValue::from_static("Bearer realm=\"phantom\""),
         );
         r
+    };
+    // axum's own rejections (e.g. the body limit) are plain text: every
+    // error of this API is JSON.
+    let resp = if resp.status().as_u16() >= 400
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
+    {
+        let status = resp.status();
+        let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let mut msg = String::from_utf8_lossy(&text).into_owned();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            msg = format!("request body larger than the limit of {MAX_BODY} bytes");
+        }
+        ApiError(status, msg).into_response()
+    } else {
+        resp
     };
     let code = resp.status().as_u16();
     api.metrics
@@ -284,7 +309,9 @@ impl Api {
             let _ = self.backend.destroy(&id).await;
         }
         self.owned.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.save_registry();
+        let _ = std::fs::remove_file(&self.registry);
+        // Scratch space of `exec` (pid files); empty once they are done.
+        let _ = std::fs::remove_dir(self.backend.scratch_dir());
     }
 }
 

@@ -106,6 +106,7 @@ async fn serve(
             owned: Mutex::new(BTreeMap::new()),
             registry: registry_path(&cfg),
             draining: AtomicBool::new(false),
+            inflight: std::sync::atomic::AtomicUsize::new(0),
         })),
         None => None,
     };
@@ -142,22 +143,31 @@ async fn serve(
     unix_task.abort();
     let _ = std::fs::remove_file(&cfg.socket);
     if let Some(api) = &api {
+        // New requests get 503 while running ones finish.
         api.draining.store(true, Ordering::SeqCst);
-    }
-    shutdown.cancel();
-    if let Some(t) = http_task {
-        if tokio::time::timeout(cfg.drain_timeout, t).await.is_err() {
+        let until = Instant::now() + cfg.drain_timeout;
+        while api.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if api.inflight.load(Ordering::SeqCst) > 0 {
             eprintln!(
                 "phantom daemon: requests still running after {} s; stopping them",
                 cfg.drain_timeout.as_secs()
             );
         }
     }
+    shutdown.cancel();
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
     if let Some(api) = &api {
         api.destroy_all().await;
     }
     manager.abort();
     pools.drain().await;
+    if let Some(dir) = cfg.socket.parent() {
+        let _ = std::fs::remove_dir(dir.join("zygotes"));
+    }
     eprintln!("phantom daemon: stopped");
     Ok(0)
 }

@@ -150,6 +150,14 @@ fn serve_plain(
     // A zygote that dies while it waits is noticed through its pidfd: the
     // runner exits, and the daemon replaces it.
     let zfd = pidfd_open(z.pid())?;
+    // Holding the sandbox's namespaces lets its init exit without tearing
+    // them down first (freeing a mount namespace waits for an RCU grace
+    // period, milliseconds): the status reaches the client sooner, and the
+    // teardown happens when these close, after the reply.
+    let _namespaces: Vec<std::fs::File> = ["mnt", "net", "ipc", "uts", "cgroup"]
+        .iter()
+        .filter_map(|ns| std::fs::File::open(format!("/proc/{}/ns/{ns}", z.pid())).ok())
+        .collect();
     announce(workspace)?;
     loop {
         let mut fds = [

@@ -36,6 +36,16 @@ impl Daemon {
     }
 
     fn start(pools: &[&str]) -> Option<Daemon> {
+        let mut args = Vec::new();
+        for p in pools {
+            args.extend(["--pool", p]);
+        }
+        Self::start_with(&args, "python-dev")
+    }
+
+    /// A daemon with these flags, once pool `key` (of `--status`) has one
+    /// zygote ready.
+    fn start_with(flags: &[&str], key: &str) -> Option<Daemon> {
         if !runtime_binary().ends_with("phantom") {
             eprintln!("skipped: the daemon is phantom's");
             return None;
@@ -46,26 +56,29 @@ impl Daemon {
             child: None,
         };
         let mut args = vec!["daemon"];
-        for p in pools {
-            args.extend(["--pool", p]);
-        }
+        args.extend(flags);
         let mut c = d.command(&args);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         d.child = Some(c.spawn().unwrap());
         assert!(
-            wait_until(Duration::from_secs(20), || d.ready() >= 1),
+            wait_until(Duration::from_secs(20), || d.pool(key, "ready") >= 1),
             "the pool never filled"
         );
         Some(d)
     }
 
-    /// Ready zygotes of python-dev.
-    fn ready(&self) -> u64 {
+    /// A field of pool `key` in `daemon --status`.
+    fn pool(&self, key: &str, field: &str) -> u64 {
         let out = self.run(&["daemon", "--status"]);
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
-            .and_then(|v| v["python-dev"]["ready"].as_u64())
+            .and_then(|v| v[key][field].as_u64())
             .unwrap_or(0)
+    }
+
+    /// Ready zygotes of python-dev.
+    fn ready(&self) -> u64 {
+        self.pool("python-dev", "ready")
     }
 
     fn stop(&mut self) {
@@ -228,5 +241,152 @@ fn a_dead_zygote_is_replaced_and_no_daemon_means_cold() {
         wait_until(Duration::from_secs(10), || entries(d.rt.root()).is_empty()),
         "{:?}",
         entries(d.rt.root())
+    );
+}
+
+#[test]
+fn python_fork_server_keeps_requests_apart() {
+    require_root!();
+    let Some(d) = Daemon::start_with(
+        &["--python-pool", "python-dev=1", "--python-modules", "json"],
+        "python-dev:python",
+    ) else {
+        return;
+    };
+    // Each request sees a pristine interpreter: what one sets is not there
+    // for the next, and the random generator is seeded anew.
+    let code = "import builtins, json, random, os, sys\n\
+print(getattr(builtins, 'LEAK', None), getattr(json, 'LEAK', None), 'json' in sys.modules)\n\
+builtins.LEAK = 1; json.LEAK = 2\n\
+open('mine.txt', 'w').write('secret')\n\
+print(random.random())\n\
+print(os.getcwd())";
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let out = d.run(&[
+            "--debug",
+            "run",
+            "--profile",
+            "python-dev",
+            "--",
+            "python3",
+            "-c",
+            code,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("warm path: python"),
+            "{}",
+            describe(&out)
+        );
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "None None True", "{}", describe(&out));
+        seen.push(lines[1].to_string());
+    }
+    assert!(
+        seen[0] != seen[1] && seen[1] != seen[2],
+        "the random seed repeats: {seen:?}"
+    );
+    // A running request's private directory is out of reach of another
+    // (Landlock: a permission error, not a missing file).
+    let mut holder = d.command(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "python3",
+        "-c",
+        "import os, time\nopen('mine.txt', 'w').write('secret')\nprint(os.getcwd(), flush=True)\ntime.sleep(30)",
+    ]);
+    let mut holder = holder.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let dir = line.trim().to_string();
+    assert!(dir.starts_with("/tmp/"), "{dir:?}");
+    let probe = format!(
+        "try:\n    open('{dir}/mine.txt').read(); print('read')\nexcept OSError as e:\n    print('denied', type(e).__name__)"
+    );
+    let out = d.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "python3",
+        "-c",
+        &probe,
+    ]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(
+        stdout(&out),
+        "denied PermissionError\n",
+        "a request reached another's file: {}",
+        describe(&out)
+    );
+    // Exit codes and stderr as with a fresh interpreter.
+    let out = d.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "python3",
+        "-c",
+        "raise SystemExit(7)",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let out = d.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "python3",
+        "-c",
+        "1/0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ZeroDivisionError"));
+    // Other programs are not the fork server's: without a plain pool they
+    // take the cold path.
+    let out = d.run(&[
+        "--debug",
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "echo",
+        "plain",
+    ]);
+    assert_eq!(stdout(&out), "plain\n", "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cold path"));
+}
+
+#[test]
+fn pools_grow_with_demand_and_shrink_back() {
+    require_root!();
+    let Some(d) = Daemon::start(&["python-dev=1..6"]) else {
+        return;
+    };
+    assert_eq!(d.pool("python-dev", "target"), 1);
+    // A burst of requests raises the target above the minimum...
+    let mut grew = false;
+    for _ in 0..40 {
+        let out = d.run(&["run", "--profile", "python-dev", "--", "true"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        if d.pool("python-dev", "target") > 1 {
+            grew = true;
+            break;
+        }
+    }
+    assert!(grew, "the pool did not grow under load");
+    // ...and idleness brings it back.
+    assert!(
+        wait_until(Duration::from_secs(20), || d.pool("python-dev", "target")
+            == 1),
+        "the pool did not shrink back"
     );
 }

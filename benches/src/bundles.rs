@@ -10,8 +10,16 @@ use serde_json::{json, Value};
 
 use crate::seccomp;
 
-/// The bundles a row template may name as `{bundle:NAME}`.
-pub const NAMES: [&str; 4] = ["plain", "netns", "seccomp", "sleep"];
+/// The bundles a row template may name as `{bundle:NAME}`: the busybox ones
+/// ([`variants`]), then python-dev's config as a bundle ([`python_dev`]).
+pub const NAMES: [&str; 6] = [
+    "plain",
+    "netns",
+    "seccomp",
+    "sleep",
+    "pydev-true",
+    "pydev-python",
+];
 
 pub struct Bundles {
     pub dirs: BTreeMap<&'static str, PathBuf>,
@@ -69,13 +77,37 @@ pub fn build(
             .with_context(|| format!("read {}", seccomp_profile.display()))?,
     )
     .with_context(|| format!("parse {}", seccomp_profile.display()))?;
-    let configs = variants(
+    let mut configs = variants(
         &spec,
         &base.join("rootfs"),
         &profile,
         seccomp::native_arch()?,
         seccomp::kernel_version(),
     )?;
+
+    // python-dev's config.json: the host's /usr, /lib... bound into an
+    // empty read-only rootfs, its seccomp filter, a workspace of its own.
+    let out = Command::new(phantom)
+        .args(["spec", "--profile", "python-dev"])
+        .output()
+        .with_context(|| format!("run {} spec --profile python-dev", phantom.display()))?;
+    if !out.status.success() {
+        bail!(
+            "phantom spec --profile python-dev failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let pydev: Value = serde_json::from_slice(&out.stdout)
+        .context("parse the config.json of `phantom spec --profile python-dev`")?;
+    let pydev_dir = dir.join("pydev");
+    for d in ["rootfs", "workspace"] {
+        std::fs::create_dir_all(pydev_dir.join(d))?;
+    }
+    configs.extend(python_dev(
+        &pydev,
+        &pydev_dir.join("rootfs"),
+        &pydev_dir.join("workspace"),
+    )?);
     let seccomp_rules = configs["seccomp"]["linux"]["seccomp"]["syscalls"]
         .as_array()
         .map_or(0, Vec::len);
@@ -142,6 +174,33 @@ pub fn variants(
         .collect())
 }
 
+/// `pydev-true` and `pydev-python`: `phantom spec --profile python-dev`'s
+/// config with `rootfs` (empty: crun makes the mount points) and
+/// `workspace` filled in, running `/bin/true` and `python3 -c pass`.
+pub fn python_dev(
+    spec: &Value,
+    rootfs: &Path,
+    workspace: &Path,
+) -> Result<BTreeMap<&'static str, Value>> {
+    let mut base = spec.clone();
+    base["process"]["terminal"] = json!(false);
+    base["root"]["path"] = json!(rootfs.to_string_lossy());
+    let ws = base["mounts"]
+        .as_array_mut()
+        .context("python-dev's config has no mounts")?
+        .iter_mut()
+        .find(|m| m["destination"] == "/workspace")
+        .context("python-dev's config mounts no /workspace")?;
+    ws["source"] = json!(workspace.to_string_lossy());
+    let mut t = base.clone();
+    t["process"]["args"] = json!(["/bin/true"]);
+    let mut py = base;
+    py["process"]["args"] = json!(["python3", "-c", "pass"]);
+    Ok([("pydev-true", t), ("pydev-python", py)]
+        .into_iter()
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,8 +224,8 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(v.keys().copied().collect::<Vec<_>>().len(), NAMES.len());
-        for n in NAMES {
+        assert_eq!(v.keys().copied().collect::<Vec<_>>().len(), 4);
+        for n in &NAMES[..4] {
             let c = &v[n];
             assert_eq!(c["process"]["terminal"], false);
             assert_eq!(c["root"]["path"], "/b/rootfs");
@@ -187,6 +246,32 @@ mod tests {
         assert_eq!(
             v["seccomp"]["linux"]["seccomp"]["syscalls"][0]["names"][0],
             "read"
+        );
+    }
+
+    #[test]
+    fn python_dev_bundles_fill_rootfs_workspace_and_args() {
+        let spec = json!({
+            "process": {"terminal": true, "args": ["python3"]},
+            "root": {"path": "rootfs", "readonly": true},
+            "mounts": [{"destination": "/usr", "source": "/usr"},
+                       {"destination": "/workspace", "source": "/path/to/workspace"}]
+        });
+        let v = python_dev(&spec, Path::new("/p/rootfs"), Path::new("/p/ws")).unwrap();
+        assert_eq!(
+            v.keys().copied().collect::<Vec<_>>(),
+            ["pydev-python", "pydev-true"]
+        );
+        for c in v.values() {
+            assert_eq!(c["root"]["path"], "/p/rootfs");
+            assert_eq!(c["mounts"][1]["source"], "/p/ws");
+            assert_eq!(c["mounts"][0]["source"], "/usr");
+            assert_eq!(c["process"]["terminal"], false);
+        }
+        assert_eq!(v["pydev-true"]["process"]["args"], json!(["/bin/true"]));
+        assert_eq!(
+            v["pydev-python"]["process"]["args"],
+            json!(["python3", "-c", "pass"])
         );
     }
 }

@@ -10,7 +10,9 @@ mod bundles;
 mod chart;
 mod exec;
 mod measure;
+mod netns;
 mod promises;
+mod pss;
 mod report;
 mod rows;
 mod runtimes;
@@ -51,6 +53,15 @@ struct Args {
     /// Untimed iterations before each loop [default: 2; smoke: 1].
     #[arg(long)]
     warmup: Option<usize>,
+    /// Iterations of each way in "netns: new vs join" [default: 200; smoke: 20].
+    #[arg(long)]
+    netns: Option<usize>,
+    /// Measure only the figures whose id starts with one of these
+    /// (comma-separated; e.g. `sandbox-,pss-,netns`): start rows and floors
+    /// by id, `create`/`start`/`delete`/`rss-create` for the lifecycle,
+    /// `throughput`, `pss`, `netns`. Default: everything.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     #[arg(long, default_value = "target/release/phantom")]
     phantom: PathBuf,
     /// youki's binary; without it (or --youki-unavailable) youki is looked
@@ -81,6 +92,7 @@ struct Counts {
     throughput: usize,
     block: usize,
     warmup: usize,
+    netns: usize,
 }
 
 impl Args {
@@ -94,7 +106,13 @@ impl Args {
             throughput: d(self.throughput, 200, 6),
             block: d(self.block, 20, 3).max(1),
             warmup: d(self.warmup, 2, 1),
+            netns: d(self.netns, 200, 20),
         }
+    }
+
+    /// Whether `--only` selects the figure `id`.
+    fn wanted(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| id.starts_with(p.as_str()))
     }
 }
 
@@ -210,8 +228,74 @@ fn run(args: &Args) -> Result<bool> {
     )?;
 
     // The warm rows need a daemon with a python-dev pool; it drains when
-    // we stop it (or when the bench dies: PDEATHSIG).
-    let daemon = start_daemon(&phantom, &work, &progress);
+    // we stop it (or when the bench dies: PDEATHSIG). The fork-server row
+    // has a daemon of its own, when this phantom has the flag.
+    let rows: Vec<rows::Row> = rows::ROWS
+        .iter()
+        .filter(|r| args.wanted(r.id))
+        .cloned()
+        .collect();
+    let daemon = start_daemon(
+        &phantom,
+        &work.path("root/daemon"),
+        &work.path("daemon.sock"),
+        &[],
+        &progress,
+    );
+    if let Some(d) = &daemon {
+        let _ = exec::DAEMON_SOCKET.set(d.socket.clone());
+    }
+    let mut sockets = std::collections::BTreeMap::new();
+    let mut skip = std::collections::BTreeMap::new();
+    let forkserver = if !(args.wanted("sandbox-python-forkserver") || args.wanted("pss")) {
+        None
+    } else if !daemon_has_flag(&phantom, "--python-pool") {
+        let why = "`phantom daemon --help` lists no --python-pool".to_string();
+        progress.note(&format!(
+            "row sandbox-python-forkserver (python3 -c pass, warm fork server) skipped: {why}"
+        ));
+        skip.insert("sandbox-python-forkserver", why);
+        None
+    } else {
+        // Its own directory: a daemon empties the `zygotes` dir next to
+        // its socket when it starts.
+        let d = start_daemon(
+            &phantom,
+            &work.path("root/daemon-forkserver"),
+            &work.path("forkserver/daemon.sock"),
+            &["--python-pool", "python-dev=1"],
+            &progress,
+        );
+        match &d {
+            Some(d) => {
+                sockets.insert(rows::FORKSERVER, d.socket.clone());
+            }
+            None => {
+                skip.insert(
+                    "sandbox-python-forkserver",
+                    "its daemon did not start".to_string(),
+                );
+            }
+        }
+        d
+    };
+    // Memory of the pools, now that they are full.
+    let mut pss_figures = Vec::new();
+    if args.wanted("pss") {
+        for (what, d) in [("daemon", &daemon), ("fork-server daemon", &forkserver)] {
+            if let Some(d) = d {
+                let kinds: Vec<String> = pss::describe(d.child.id() as i32)
+                    .into_iter()
+                    .map(|(k, (n, kib))| format!("{n}× `{k}` ({:.1} MiB)", kib as f64 / 1024.0))
+                    .collect();
+                progress.note(&format!("{what}'s children: {}", kinds.join(", ")));
+            }
+        }
+        pss_figures = pss::figures(
+            daemon.as_ref().map(|d| d.child.id() as i32),
+            forkserver.as_ref().map(|d| d.child.id() as i32),
+        );
+    }
 
     // One untimed run each: a runtime that cannot run a container at all is
     // reported now. youki, an optional peer, becomes "unavailable".
@@ -248,33 +332,49 @@ fn run(args: &Args) -> Result<bool> {
     let mut ctx = Ctx {
         runtimes: &rts,
         bundles: &bundles,
+        sockets: &sockets,
+        skip: &skip,
         work: &work,
         progress: &progress,
         rng: &mut rng,
     };
-    let mut figures = Vec::new();
-    figures.extend(measure::command_rows(
-        &mut ctx,
-        rows::ROWS,
-        counts.runs,
-        counts.warmup,
-        "start latency and floor",
-    ));
-    if !exec::interrupted() {
+    let mut figures = pss_figures;
+    if !rows.is_empty() {
+        figures.extend(measure::command_rows(
+            &mut ctx,
+            &rows,
+            counts.runs,
+            counts.warmup,
+            "start latency and floor",
+        ));
+    }
+    let lifecycle_ids = ["create", "start", "delete", "rss-create"];
+    if !exec::interrupted() && lifecycle_ids.iter().any(|id| args.wanted(id)) {
         figures.extend(measure::lifecycle(
             &mut ctx,
             counts.lifecycle,
             counts.warmup,
         ));
     }
-    if !exec::interrupted() {
+    if !exec::interrupted() && args.wanted("throughput") {
         figures.extend(measure::throughput(
             &mut ctx,
             counts.throughput,
             counts.block,
         ));
     }
-    figures.extend(measure::footprint(&rts));
+    // Last: the namespaces it drops are torn down by the kernel later, in
+    // the background.
+    if !exec::interrupted() && args.wanted("netns") {
+        progress.update("netns: new vs join");
+        figures.push(netns::figure(counts.netns, counts.warmup));
+    }
+    figures.extend(
+        measure::footprint(&rts)
+            .into_iter()
+            .filter(|f| args.wanted(&f.id)),
+    );
+    drop((daemon, forkserver));
     if exec::interrupted() {
         return Ok(false);
     }
@@ -288,6 +388,8 @@ fn run(args: &Args) -> Result<bool> {
     let header = header(args, &counts, &rts, &bundles);
     let table = report::markdown(&figures);
     let promise_lines = promises::lines(&verdicts);
+    let (warm_md, warm_json) = report::warm_vs_cold(&figures);
+    let netns_line = netns_line(&figures);
     let failed: Vec<String> = figures
         .iter()
         .flat_map(|f| {
@@ -300,7 +402,7 @@ fn run(args: &Args) -> Result<bool> {
     let hangs: usize = figures.iter().flat_map(|f| &f.cells).map(|c| c.hangs).sum();
 
     let md = format!(
-        "{header}\n{table}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{promise_lines}"
+        "{header}\n{table}\n{warm_md}{netns_line}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{promise_lines}"
     );
     println!("{md}");
     std::fs::write(out.join("results.md"), &md)?;
@@ -314,12 +416,15 @@ fn run(args: &Args) -> Result<bool> {
             "iterations": {
                 "runs": counts.runs, "lifecycle": counts.lifecycle,
                 "throughput": counts.throughput, "block": counts.block, "warmup": counts.warmup,
+                "netns": counts.netns,
             },
             "seccomp_rules": bundles.seccomp_rules,
             "shuffle_seed": seed,
+            "only": args.only,
         },
         "runtimes": rts,
         "figures": figures,
+        "warm_vs_cold": warm_json,
         "promises": verdicts,
         "failed": failed,
     });
@@ -346,12 +451,6 @@ fn run(args: &Args) -> Result<bool> {
     if !failed.is_empty() {
         progress.note(&format!("FAILED: {}", failed.join(", ")));
     }
-    if let Some(mut d) = daemon {
-        // SIGTERM drains the pools (each zygote removes its sandbox).
-        // SAFETY: kill with a pid we spawned.
-        unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-        let _ = d.wait();
-    }
     Ok(failed.is_empty())
 }
 
@@ -366,8 +465,10 @@ fn report_from(path: &Path) -> Result<()> {
     let rts: Vec<Runtime> =
         serde_json::from_value(v["runtimes"].clone()).context("results.json: runtimes")?;
     println!(
-        "{}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{}",
+        "{}\n{}{}\nPromises (docs/SPECIFICATION.md; medians, this run):\n\n{}",
         report::markdown(&figures),
+        report::warm_vs_cold(&figures).0,
+        netns_line(&figures),
         promises::lines(&promises::evaluate(&figures, &rts))
     );
     let subtitle = format!(
@@ -476,15 +577,96 @@ fn date() -> String {
     exec::first_line(&["date", "+%Y-%m-%d %H:%M %Z"]).unwrap_or_default()
 }
 
-/// `phantom daemon --pool python-dev=2` on a socket of the bench's own.
-/// Without it the warm rows fall back to the cold path (and say so).
-fn start_daemon(phantom: &Path, work: &Work, progress: &Progress) -> Option<std::process::Child> {
-    let sock = work.path("daemon.sock");
+/// "netns: new vs join" in one sentence: what joining saves per `create`.
+fn netns_line(figures: &[report::Figure]) -> String {
+    let Some(f) = figures.iter().find(|f| f.id == "netns-new-vs-join") else {
+        return String::new();
+    };
+    let med = |i: usize| {
+        f.cells
+            .get(i)
+            .filter(|c| c.measured())
+            .and_then(|c| c.summary)
+            .map(|s| s.median)
+    };
+    match (med(0), med(1)) {
+        (Some(new), Some(join)) => format!(
+            "netns: new vs join: a new network namespace with lo up takes {new:.1} µs (median), \
+             joining a pre-created one {join:.1} µs: a pre-created netns would save `phantom create` \
+             {:.1} µs ({:.0}%) per container.\n",
+            new - join,
+            if new > 0.0 { 100.0 * (new - join) / new } else { 0.0 }
+        ),
+        _ => "netns: new vs join: not measured (see the table)\n".into(),
+    }
+}
+
+/// `phantom daemon --help` lists `flag`.
+fn daemon_has_flag(phantom: &Path, flag: &str) -> bool {
+    std::process::Command::new(phantom)
+        .args(["daemon", "--help"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|o| help_lists(&String::from_utf8_lossy(&o.stdout), flag))
+        .unwrap_or(false)
+}
+
+/// A `--help` text lists `flag` as an option (not as a word inside another).
+fn help_lists(help: &str, flag: &str) -> bool {
+    help.split(|c: char| c.is_whitespace() || c == ',')
+        .any(|w| w == flag || w.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+}
+
+/// Every pool in `phantom daemon --status` has its target ready (a daemon
+/// that reports no target: its `ready` is all there is to check).
+fn pools_full(status: &serde_json::Value) -> bool {
+    status.as_object().is_some_and(|pools| {
+        pools
+            .values()
+            .all(|p| match (p["ready"].as_u64(), p["target"].as_u64()) {
+                (Some(ready), Some(target)) => ready >= target,
+                _ => true,
+            })
+    })
+}
+
+/// One of the bench's daemons.
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+/// Stopped when dropped, also on an early return: SIGTERM drains the pools
+/// (each zygote removes its sandbox).
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill with the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `phantom daemon --pool python-dev=2 EXTRA...` on a socket of the bench's
+/// own, once its python-dev pool is full (up to 30 s). Without it the warm
+/// rows fall back to the cold path (and say so).
+fn start_daemon(
+    phantom: &Path,
+    root: &Path,
+    sock: &Path,
+    extra: &[&str],
+    progress: &Progress,
+) -> Option<Daemon> {
+    if let Some(dir) = sock.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let mut cmd = std::process::Command::new(phantom);
     cmd.arg("--root")
-        .arg(work.path("root/daemon"))
-        .args(["daemon", "--pool", "python-dev=2", "--socket"])
-        .arg(&sock)
+        .arg(root)
+        .args(["daemon", "--pool", "python-dev=2"])
+        .args(extra)
+        .arg("--socket")
+        .arg(sock)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -495,32 +677,87 @@ fn start_daemon(phantom: &Path, work: &Work, progress: &Progress) -> Option<std:
             Ok(())
         });
     }
+    let what = format!("phantom daemon --pool python-dev=2 {}", extra.join(" "));
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             progress.note(&format!(
-                "phantom daemon did not start ({e}): warm rows run cold"
+                "`{}` did not start ({e}): its rows run cold",
+                what.trim()
             ));
             return None;
         }
     };
     // Wait for the pool to fill.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut ready = 0;
     while std::time::Instant::now() < until {
         let out = std::process::Command::new(phantom)
             .args(["daemon", "--status", "--socket"])
-            .arg(&sock)
+            .arg(sock)
             .output();
-        let ready = out
+        let status = out
             .ok()
             .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-            .and_then(|v| v["python-dev"]["ready"].as_u64())
-            .unwrap_or(0);
-        if ready >= 2 {
+            .unwrap_or_default();
+        ready = status["python-dev"]["ready"].as_u64().unwrap_or(0);
+        if ready >= 2 && pools_full(&status) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = exec::DAEMON_SOCKET.set(sock);
-    Some(child)
+    if ready < 2 {
+        progress.note(&format!(
+            "`{}`: its python-dev pool is not full after 30 s ({ready} of 2 ready)",
+            what.trim()
+        ));
+    }
+    // Processes a daemon starts besides the pool (a fork server's
+    // interpreter) may still be coming up: wait until its process tree
+    // stops growing (up to 10 s), so that PSS sees them.
+    if !extra.is_empty() {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = 0;
+        let mut stable = 0;
+        while std::time::Instant::now() < until && stable < 5 {
+            let n = pss::tree(child.id() as i32).len();
+            stable = if n == last { stable + 1 } else { 0 };
+            last = n;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Some(Daemon {
+        child,
+        socket: sock.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_lists_a_flag() {
+        let help =
+            "Options:\n      --pool <POOLS>     A pool\n      --python-pool <P>  Fork servers\n";
+        assert!(super::help_lists(help, "--python-pool"));
+        assert!(super::help_lists(help, "--pool"));
+        assert!(!super::help_lists(
+            "      --pool <POOLS>\n",
+            "--python-pool"
+        ));
+        assert!(super::help_lists("  --python-pool=<P>\n", "--python-pool"));
+    }
+
+    #[test]
+    fn pools_are_full_when_every_target_is_ready() {
+        use serde_json::json;
+        let full = json!({"_daemon": {"under_pressure": false},
+            "python-dev": {"ready": 2, "target": 2},
+            "python-dev:python": {"ready": 1, "target": 1}});
+        assert!(super::pools_full(&full));
+        let filling = json!({"python-dev": {"ready": 2, "target": 2},
+            "python-dev:python": {"ready": 0, "target": 1}});
+        assert!(!super::pools_full(&filling));
+        assert!(super::pools_full(&json!({"python-dev": {"ready": 2}})));
+        assert!(!super::pools_full(&json!(null)));
+    }
 }

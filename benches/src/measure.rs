@@ -3,6 +3,7 @@
 //! drift of the machine (frequency, page cache, a noisy neighbour) lands on
 //! all of them alike.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -18,12 +19,29 @@ use crate::work::{self, Work};
 pub struct Ctx<'a> {
     pub runtimes: &'a [Runtime],
     pub bundles: &'a Bundles,
+    /// `{socket:NAME}` of the rows: the daemons main.rs started.
+    pub sockets: &'a BTreeMap<&'static str, PathBuf>,
+    /// Rows not run, by id, and why (their cells read "unavailable: WHY").
+    pub skip: &'a BTreeMap<&'static str, String>,
     pub work: &'a Work,
     pub progress: &'a Progress,
     pub rng: &'a mut Rng,
 }
 
 impl Ctx<'_> {
+    /// Resolves `{bundle:NAME}` and `{socket:NAME}` for [`expand`].
+    fn resolve(&self, kind: &str, name: &str) -> Option<String> {
+        match kind {
+            "bundle" => self.bundles.path(name),
+            "socket" => crate::rows::SOCKETS
+                .contains(&name)
+                .then(|| self.sockets.get(name))
+                .flatten()
+                .map(|p| p.to_string_lossy().into_owned()),
+            _ => None,
+        }
+    }
+
     fn stderr_file(&self, slot: usize) -> PathBuf {
         self.work.path(&format!("stderr-{slot}"))
     }
@@ -137,7 +155,11 @@ pub fn command_rows(
                 if !rt.available() {
                     continue;
                 }
-                match row.plan_for_runtime(rt.is_phantom) {
+                match row.plan_for_runtime(&rt.name, rt.is_phantom) {
+                    Plan::Runtime(_) if ctx.skip.contains_key(row.id) => {
+                        cells[ri] =
+                            Cell::new(&rt.name, Status::Unavailable, ctx.skip.get(row.id).cloned())
+                    }
                     Plan::Runtime(t) => jobs.push(Job {
                         fig: fi,
                         cell: ri,
@@ -175,9 +197,9 @@ pub fn command_rows(
                 Some(ri) => {
                     let rt = &ctx.runtimes[ri];
                     work::track(&id, rt.delete_force(&id));
-                    rt.argv(expand(job.template, &id, |b| ctx.bundles.path(b)))
+                    rt.argv(expand(job.template, &id, |k, n| ctx.resolve(k, n)))
                 }
-                None => expand(job.template, &id, |b| ctx.bundles.path(b)),
+                None => expand(job.template, &id, |k, n| ctx.resolve(k, n)),
             };
             let cell = &mut figures[job.fig].cells[job.cell];
             match exec::timed(&argv, &stderr) {
@@ -382,7 +404,7 @@ pub fn throughput(ctx: &mut Ctx, total: usize, block: usize) -> Vec<Figure> {
                                     let argv = rt.argv(expand(
                                         "run --bundle {bundle:plain} {id}",
                                         &id,
-                                        |n| bundles.path(n),
+                                        |_, n| bundles.path(n),
                                     ));
                                     match exec::timed(&argv, &stderr) {
                                         Ok(m) => {

@@ -11,6 +11,8 @@ use crate::stats::{summarize, Summary};
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Ms,
+    /// Microseconds, for in-process kernel operations.
+    Us,
     MiB,
     PerSec,
 }
@@ -19,6 +21,7 @@ impl Unit {
     pub fn format(self, v: f64) -> String {
         match self {
             Unit::Ms => format!("{} ms", sig(v)),
+            Unit::Us => format!("{} µs", sig(v)),
             Unit::MiB => format!("{:.1} MiB", v),
             Unit::PerSec => format!("{:.1}/s", v),
         }
@@ -27,7 +30,7 @@ impl Unit {
     /// Just the number, for "min–max".
     pub fn number(self, v: f64) -> String {
         match self {
-            Unit::Ms => sig(v),
+            Unit::Ms | Unit::Us => sig(v),
             Unit::MiB | Unit::PerSec => format!("{v:.1}"),
         }
     }
@@ -190,41 +193,39 @@ impl Figure {
 pub fn markdown(figures: &[Figure]) -> String {
     let mut out = String::new();
     let mut notes: Vec<String> = Vec::new();
-    out.push_str("| figure | runtime | median | p95 | min–max | × crun |\n");
-    out.push_str("|---|---|--:|--:|--:|--:|\n");
+    out.push_str("| figure | runtime | median | p95 | p99 | min–max | × crun |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|\n");
     let mut section = None;
     for f in figures {
         if section != Some(f.section) {
             section = Some(f.section);
-            out.push_str(&format!("| **{}** | | | | | |\n", f.section.title()));
+            out.push_str(&format!("| **{}** | | | | | | |\n", f.section.title()));
         }
         for (i, c) in f.cells.iter().enumerate() {
             let name = if i == 0 { f.title.as_str() } else { "" };
             let cols = match (c.status, c.summary) {
                 (Status::Ok, Some(s)) if s.n == 1 => {
-                    [f.unit.format(s.median), "—".into(), "—".into()]
+                    [f.unit.format(s.median), "—".into(), "—".into(), "—".into()]
                 }
                 (Status::Ok, Some(s)) => [
                     f.unit.format(s.median),
                     f.unit.format(s.p95),
+                    f.unit.format(s.p99),
                     format!("{}–{}", f.unit.number(s.min), f.unit.number(s.max)),
                 ],
-                (Status::Pending, _) => [
-                    format!("pending ({})", c.note.as_deref().unwrap_or("")),
-                    String::new(),
-                    String::new(),
-                ],
-                (Status::NotApplicable, _) => ["n/a".into(), String::new(), String::new()],
-                (Status::Unavailable, _) => [
-                    format!("unavailable: {}", c.note.as_deref().unwrap_or("")),
-                    String::new(),
-                    String::new(),
-                ],
-                _ => [
-                    format!("**failed**: {}", c.note.as_deref().unwrap_or("")),
-                    String::new(),
-                    String::new(),
-                ],
+                (status, _) => {
+                    let first = match status {
+                        Status::Pending => {
+                            format!("pending ({})", c.note.as_deref().unwrap_or(""))
+                        }
+                        Status::NotApplicable => "n/a".into(),
+                        Status::Unavailable => {
+                            format!("unavailable: {}", c.note.as_deref().unwrap_or(""))
+                        }
+                        _ => format!("**failed**: {}", c.note.as_deref().unwrap_or("")),
+                    };
+                    [first, String::new(), String::new(), String::new()]
+                }
             };
             let ratio = c
                 .ratio_to_crun
@@ -250,12 +251,13 @@ pub fn markdown(figures: &[Figure]) -> String {
                 runtime = format!("{runtime} [{}]", notes.len());
             }
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
                 cell_text(name),
                 cell_text(&runtime),
                 cell_text(&cols[0]),
                 cols[1],
                 cols[2],
+                cols[3],
                 ratio
             ));
         }
@@ -267,6 +269,134 @@ pub fn markdown(figures: &[Figure]) -> String {
         }
     }
     out
+}
+
+/// The columns of [`warm_vs_cold`]: key in results.json, heading, and the
+/// figure of each program (`true`, `python`); `None`: not measured.
+const WARM_COLUMNS: [(&str, &str, [Option<&str>; 2]); 4] = [
+    (
+        "warm",
+        "warm: daemon pool",
+        [Some("sandbox-true-daemon"), Some("sandbox-python-daemon")],
+    ),
+    (
+        "forkserver",
+        "warm: fork server",
+        [None, Some("sandbox-python-forkserver")],
+    ),
+    (
+        "cold",
+        "cold: --no-daemon",
+        [Some("sandbox-true-cold"), Some("sandbox-python-cold")],
+    ),
+    (
+        "crun",
+        "crun run, python-dev bundle",
+        [Some("sandbox-true-crun"), Some("sandbox-python-crun")],
+    ),
+];
+
+/// phantom's cells in the warm-vs-cold table: the read-only install (what
+/// the promises bind), else phantom as built.
+const WARM_PHANTOMS: [&str; 2] = ["phantom (ro)", "phantom"];
+
+/// `phantom run --profile python-dev` of `/bin/true` and `python3 -c pass`
+/// warm, cold and under crun side by side, p50 / p95 / p99: a markdown
+/// table and its results.json object. Empty when none of it was measured.
+pub fn warm_vs_cold(figures: &[Figure]) -> (String, serde_json::Value) {
+    let find = |id: &str| figures.iter().find(|f| f.id == id);
+    let mut json = serde_json::Map::new();
+    let mut md = String::new();
+    let mut any = false;
+    let mut rows = String::new();
+    for (pi, (key, program)) in [("true", "/bin/true"), ("python", "python3 -c pass")]
+        .into_iter()
+        .enumerate()
+    {
+        // The crun cell is the baseline of the ratios.
+        let crun = WARM_COLUMNS[3].2[pi]
+            .and_then(find)
+            .and_then(|f| f.median(REFERENCE));
+        let mut obj = serde_json::Map::new();
+        let mut line = format!("| {program} |");
+        for (col, _, ids) in WARM_COLUMNS {
+            let Some(id) = ids[pi] else {
+                line.push_str(" n/a |");
+                continue;
+            };
+            let Some(fig) = find(id) else {
+                line.push_str(" not measured |");
+                continue;
+            };
+            let names: &[&str] = if col == "crun" {
+                &[REFERENCE]
+            } else {
+                &WARM_PHANTOMS
+            };
+            let cell = names
+                .iter()
+                .filter_map(|n| fig.cell(n))
+                .find(|c| c.measured())
+                .or_else(|| names.iter().find_map(|n| fig.cell(n)));
+            match cell.and_then(|c| c.summary.filter(|_| c.measured()).map(|s| (c, s))) {
+                Some((c, s)) => {
+                    any = true;
+                    let ratio = crun.filter(|r| *r > 0.0).map(|r| s.median / r);
+                    line.push_str(&format!(
+                        " {} / {} / {}{} |",
+                        fig.unit.number(s.median),
+                        fig.unit.number(s.p95),
+                        fig.unit.number(s.p99),
+                        ratio.map_or(String::new(), |r| format!(" ({r:.2}×)"))
+                    ));
+                    obj.insert(
+                        col.into(),
+                        serde_json::json!({
+                            "figure": fig.id, "runtime": c.runtime, "n": s.n,
+                            "p50": s.median, "p95": s.p95, "p99": s.p99,
+                            "ratio_to_crun": ratio,
+                        }),
+                    );
+                }
+                None => {
+                    let why = match cell {
+                        Some(c) if c.status == Status::NotApplicable => "n/a".to_string(),
+                        Some(c) => {
+                            let status = match c.status {
+                                Status::Pending => "pending",
+                                Status::Unavailable => "unavailable",
+                                _ => "failed",
+                            };
+                            format!("{status}: {}", c.note.as_deref().unwrap_or("no samples"))
+                        }
+                        None => "not measured".into(),
+                    };
+                    line.push_str(&format!(" {} |", cell_text(&why)));
+                    obj.insert(
+                        col.into(),
+                        serde_json::json!({"figure": fig.id, "note": why}),
+                    );
+                }
+            }
+        }
+        rows.push_str(&line);
+        rows.push('\n');
+        json.insert(key.into(), serde_json::Value::Object(obj));
+    }
+    if !any {
+        return (String::new(), serde_json::Value::Null);
+    }
+    md.push_str(
+        "Warm vs cold vs crun: `phantom run --profile python-dev -- PROGRAM` \
+         (phantom (ro)), p50 / p95 / p99 in ms, (× crun's p50):\n\n| program |",
+    );
+    for (_, heading, _) in WARM_COLUMNS {
+        md.push_str(&format!(" {heading} |"));
+    }
+    md.push_str("\n|---|--:|--:|--:|--:|\n");
+    md.push_str(&rows);
+    md.push('\n');
+    (md, serde_json::Value::Object(json))
 }
 
 /// Markdown table cells cannot hold `|` or newlines.
@@ -304,10 +434,55 @@ mod tests {
         assert_eq!(f.cells[3].status, Status::Failed);
         let md = markdown(&[f]);
         assert!(
-            md.contains("| run | phantom | 6.00 ms | 6.90 ms | 5.00–7.00 | 0.29 |"),
+            md.contains("| run | phantom | 6.00 ms | 6.90 ms | 6.98 ms | 5.00–7.00 | 0.29 |"),
             "{md}"
         );
         assert!(md.contains("unavailable: a \\| b"), "{md}");
         assert!(md.contains("**failed**: no samples"), "{md}");
+    }
+
+    #[test]
+    fn warm_vs_cold_table() {
+        let mut figs = vec![
+            Figure::new(
+                "sandbox-true-daemon",
+                Section::Sandbox,
+                "t",
+                Unit::Ms,
+                vec![ok("phantom", &[9.0]), ok("phantom (ro)", &[2.0, 3.0, 4.0])],
+            ),
+            Figure::new(
+                "sandbox-true-crun",
+                Section::Sandbox,
+                "t",
+                Unit::Ms,
+                vec![
+                    Cell::new("phantom", Status::NotApplicable, None),
+                    ok("crun", &[10.0, 12.0, 14.0]),
+                ],
+            ),
+            Figure::new(
+                "sandbox-python-forkserver",
+                Section::Sandbox,
+                "t",
+                Unit::Ms,
+                vec![Cell::new(
+                    "phantom (ro)",
+                    Status::Unavailable,
+                    Some("no --python-pool".into()),
+                )],
+            ),
+        ];
+        for f in &mut figs {
+            f.finish();
+        }
+        let (md, json) = warm_vs_cold(&figs);
+        assert!(
+            md.contains("| /bin/true | 3.00 / 3.90 / 3.98 (0.25×) | n/a | not measured | 12.0 / 13.8 / 14.0 (1.00×) |"),
+            "{md}"
+        );
+        assert!(md.contains("unavailable: no --python-pool"), "{md}");
+        assert_eq!(json["true"]["warm"]["runtime"], "phantom (ro)");
+        assert_eq!(json["true"]["crun"]["p50"], 12.0);
     }
 }

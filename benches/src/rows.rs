@@ -4,8 +4,9 @@
 //!
 //! Templates are split on whitespace; `{id}` becomes a fresh container id,
 //! `{bundle:NAME}` the path of a bundle that `bundles.rs` writes (`plain`,
-//! `netns`, `seccomp`, `sleep`). Runtime templates get `RUNTIME --root ROOT`
-//! in front.
+//! `netns`, `seccomp`, `sleep`, `pydev-true`, `pydev-python`), `{socket:NAME}`
+//! the socket of one of the bench's daemons ([`SOCKETS`]). Runtime templates
+//! get `RUNTIME --root ROOT` in front.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,7 @@ impl Section {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct Row {
     /// Key in results.json and in promises.
     pub id: &'static str,
@@ -52,7 +54,14 @@ pub struct Row {
     pub host: Option<&'static str>,
     /// Not measurable yet: phantom's cells read "pending (REASON)".
     pub pending: Option<&'static str>,
+    /// Only these runtimes (by name) run it; the others read "n/a".
+    pub only: Option<&'static [&'static str]>,
 }
+
+/// The daemons a template may name as `{socket:NAME}` (main.rs starts them):
+/// `forkserver` is `phantom daemon --pool python-dev=2 --python-pool python-dev=1`.
+pub const SOCKETS: [&str; 1] = [FORKSERVER];
+pub const FORKSERVER: &str = "forkserver";
 
 pub const ROWS: &[Row] = &[
     Row {
@@ -63,6 +72,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "run-netns",
@@ -72,6 +82,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "run-seccomp",
@@ -81,6 +92,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "sandbox-minimal-cold",
@@ -94,6 +106,7 @@ pub const ROWS: &[Row] = &[
         ),
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "sandbox-python-cold",
@@ -103,6 +116,7 @@ pub const ROWS: &[Row] = &[
         phantom: Some("run --no-daemon --profile python-dev -- python3 -c pass"),
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "sandbox-true-cold",
@@ -112,6 +126,7 @@ pub const ROWS: &[Row] = &[
         phantom: Some("run --no-daemon --profile python-dev -- /bin/true"),
         host: None,
         pending: None,
+        only: None,
     },
     // The warm rows: the bench runs `phantom daemon --pool python-dev=2`
     // (main.rs); a run falls back cold when no zygote is ready.
@@ -123,6 +138,7 @@ pub const ROWS: &[Row] = &[
         phantom: Some("run --profile python-dev -- /bin/true"),
         host: None,
         pending: None,
+        only: None,
     },
     Row {
         id: "sandbox-python-daemon",
@@ -132,6 +148,44 @@ pub const ROWS: &[Row] = &[
         phantom: Some("run --profile python-dev -- python3 -c pass"),
         host: None,
         pending: None,
+        only: None,
+    },
+    // The fork server: a pre-started interpreter in a zygote, forked per
+    // request. Its own daemon (main.rs), started only when `phantom daemon
+    // --help` lists --python-pool; else the row reads "unavailable".
+    Row {
+        id: "sandbox-python-forkserver",
+        section: Section::Sandbox,
+        title: "run --profile python-dev -- python3 -c pass, warm fork server",
+        oci: None,
+        phantom: Some(
+            "run --profile python-dev --daemon-socket {socket:forkserver} -- python3 -c pass",
+        ),
+        host: None,
+        pending: None,
+        only: None,
+    },
+    // The same programs in the config.json `phantom spec --profile
+    // python-dev` prints, as a plain OCI bundle: what crun makes of it.
+    Row {
+        id: "sandbox-true-crun",
+        section: Section::Sandbox,
+        title: "python-dev's config.json as a bundle, /bin/true (crun run)",
+        oci: Some("run --bundle {bundle:pydev-true} {id}"),
+        phantom: None,
+        host: None,
+        pending: None,
+        only: Some(&["crun"]),
+    },
+    Row {
+        id: "sandbox-python-crun",
+        section: Section::Sandbox,
+        title: "python-dev's config.json as a bundle, python3 -c pass (crun run)",
+        oci: Some("run --bundle {bundle:pydev-python} {id}"),
+        phantom: None,
+        host: None,
+        pending: None,
+        only: Some(&["crun"]),
     },
     Row {
         id: "floor-exec",
@@ -141,6 +195,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: Some("/bin/true"),
         pending: None,
+        only: None,
     },
     Row {
         id: "floor-python",
@@ -150,6 +205,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: Some("/usr/bin/python3 -c pass"),
         pending: None,
+        only: None,
     },
     Row {
         id: "floor-unshare",
@@ -159,6 +215,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: Some("unshare --fork --pid --ipc --uts --mount /bin/true"),
         pending: None,
+        only: None,
     },
     Row {
         id: "floor-unshare-net",
@@ -168,6 +225,7 @@ pub const ROWS: &[Row] = &[
         phantom: None,
         host: Some("unshare --fork --pid --ipc --uts --mount --net /bin/true"),
         pending: None,
+        only: None,
     },
 ];
 
@@ -182,7 +240,10 @@ pub enum Plan {
 
 impl Row {
     /// The plan for a runtime (`is_phantom` picks phantom's template).
-    pub fn plan_for_runtime(&self, is_phantom: bool) -> Plan {
+    pub fn plan_for_runtime(&self, name: &str, is_phantom: bool) -> Plan {
+        if self.only.is_some_and(|o| !o.contains(&name)) {
+            return Plan::NotApplicable;
+        }
         let template = if is_phantom {
             self.phantom.or(self.oci)
         } else {
@@ -196,25 +257,35 @@ impl Row {
     }
 }
 
-/// Expand a template into argv.
-pub fn expand(template: &str, id: &str, bundle: impl Fn(&str) -> Option<String>) -> Vec<String> {
+/// Expand a template into argv: `resolve(KIND, NAME)` gives the path of
+/// `{bundle:NAME}` (KIND "bundle") or `{socket:NAME}` (KIND "socket").
+pub fn expand(
+    template: &str,
+    id: &str,
+    resolve: impl Fn(&str, &str) -> Option<String>,
+) -> Vec<String> {
     template
         .split_whitespace()
         .map(|tok| {
             if tok == "{id}" {
-                id.to_string()
-            } else if let Some((name, rest)) =
-                tok.strip_prefix("{bundle:").and_then(|r| r.split_once('}'))
-            {
-                // `{bundle:NAME}/sub/path` is a path inside the bundle.
-                // Unknown bundle names are caught by the row-table test.
-                match bundle(name) {
-                    Some(b) => format!("{b}{rest}"),
-                    None => tok.to_string(),
-                }
-            } else {
-                tok.to_string()
+                return id.to_string();
             }
+            for kind in ["bundle", "socket"] {
+                if let Some((name, rest)) = tok
+                    .strip_prefix('{')
+                    .and_then(|r| r.strip_prefix(kind))
+                    .and_then(|r| r.strip_prefix(':'))
+                    .and_then(|r| r.split_once('}'))
+                {
+                    // `{bundle:NAME}/sub/path` is a path inside the bundle.
+                    // Unknown names are caught by the row-table test.
+                    return match resolve(kind, name) {
+                        Some(b) => format!("{b}{rest}"),
+                        None => tok.to_string(),
+                    };
+                }
+            }
+            tok.to_string()
         })
         .collect()
 }
@@ -242,6 +313,9 @@ mod tests {
                             "{}: unknown bundle {name}",
                             r.id
                         );
+                    } else if let Some(b) = tok.strip_prefix("{socket:") {
+                        let name = b.split('}').next().unwrap_or(b);
+                        assert!(SOCKETS.contains(&name), "{}: unknown socket {name}", r.id);
                     } else {
                         assert!(
                             !tok.contains('{') || tok == "{id}",
@@ -258,24 +332,40 @@ mod tests {
     fn plans_and_expansion() {
         let run = &ROWS[0];
         assert_eq!(
-            run.plan_for_runtime(false),
+            run.plan_for_runtime("runc", false),
             Plan::Runtime("run --bundle {bundle:plain} {id}")
         );
         let sandbox = ROWS
             .iter()
             .find(|r| r.id == "sandbox-minimal-cold")
             .unwrap();
-        assert_eq!(sandbox.plan_for_runtime(false), Plan::NotApplicable);
-        assert!(matches!(sandbox.plan_for_runtime(true), Plan::Runtime(_)));
+        assert_eq!(sandbox.plan_for_runtime("crun", false), Plan::NotApplicable);
+        assert!(matches!(
+            sandbox.plan_for_runtime("phantom", true),
+            Plan::Runtime(_)
+        ));
         let warm = ROWS.iter().find(|r| r.id == "sandbox-true-daemon").unwrap();
-        assert!(matches!(warm.plan_for_runtime(true), Plan::Runtime(_)));
-        let argv = expand("run --bundle {bundle:plain} {id}", "c1", |n| {
-            Some(format!("/b/{n}"))
-        });
-        assert_eq!(argv, ["run", "--bundle", "/b/plain", "c1"]);
-        let argv = expand("--workspace {bundle:plain}/rootfs/bin", "c1", |n| {
-            Some(format!("/b/{n}"))
-        });
-        assert_eq!(argv, ["--workspace", "/b/plain/rootfs/bin"]);
+        assert!(matches!(
+            warm.plan_for_runtime("phantom", true),
+            Plan::Runtime(_)
+        ));
+        let crun_only = ROWS.iter().find(|r| r.id == "sandbox-true-crun").unwrap();
+        assert!(matches!(
+            crun_only.plan_for_runtime("crun", false),
+            Plan::Runtime(_)
+        ));
+        for (name, is_phantom) in [("runc", false), ("phantom", true)] {
+            assert_eq!(
+                crun_only.plan_for_runtime(name, is_phantom),
+                Plan::NotApplicable
+            );
+        }
+        let resolve = |k: &str, n: &str| Some(format!("/{k}/{n}"));
+        let argv = expand("run --bundle {bundle:plain} {id}", "c1", resolve);
+        assert_eq!(argv, ["run", "--bundle", "/bundle/plain", "c1"]);
+        let argv = expand("--workspace {bundle:plain}/rootfs/bin", "c1", resolve);
+        assert_eq!(argv, ["--workspace", "/bundle/plain/rootfs/bin"]);
+        let argv = expand("--daemon-socket {socket:forkserver} --", "c1", resolve);
+        assert_eq!(argv, ["--daemon-socket", "/socket/forkserver", "--"]);
     }
 }

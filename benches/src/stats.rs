@@ -9,6 +9,9 @@ pub struct Summary {
     pub p25: f64,
     pub p75: f64,
     pub p95: f64,
+    /// Absent from results.json files written before it was added.
+    #[serde(default)]
+    pub p99: f64,
     pub min: f64,
     pub max: f64,
 }
@@ -26,6 +29,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
         p25: quantile(&s, 0.25),
         p75: quantile(&s, 0.75),
         p95: quantile(&s, 0.95),
+        p99: quantile(&s, 0.99),
         min: s[0],
         max: s[s.len() - 1],
     })
@@ -53,6 +57,7 @@ mod tests {
         assert_eq!(s.max, 5.0);
         assert_eq!(s.p25, 2.0);
         assert!((s.p95 - 4.8).abs() < 1e-9);
+        assert!((s.p99 - 4.96).abs() < 1e-9);
     }
 
     #[test]

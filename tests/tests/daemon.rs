@@ -390,3 +390,78 @@ fn pools_grow_with_demand_and_shrink_back() {
         "the pool did not shrink back"
     );
 }
+
+#[test]
+fn exec_in_a_sandbox_goes_warm_after_the_first() {
+    require_root!();
+    let Some(d) = Daemon::start(&["python-dev=1"]) else {
+        return;
+    };
+    let out = d.run(&["create", "--profile", "python-dev", "wx"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let script =
+        "echo $FOO; pwd; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; exit 5";
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["--debug", "exec"];
+        args.extend(extra);
+        args.extend([
+            "--env", "FOO=bar", "--cwd", "/tmp", "wx", "--", "sh", "-c", script,
+        ]);
+        d.run(&args)
+    };
+    // The first exec is cold and has the daemon start a warm one.
+    let cold = exec(&[]);
+    assert!(
+        String::from_utf8_lossy(&cold.stderr).contains("cold path"),
+        "{}",
+        describe(&cold)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || d.pool("_daemon", "warm_execs")
+            == 1),
+        "no warm exec was started"
+    );
+    let warm = exec(&[]);
+    assert!(
+        String::from_utf8_lossy(&warm.stderr).contains("warm path: exec"),
+        "{}",
+        describe(&warm)
+    );
+    // Same output, status and confinement either way.
+    assert_eq!(warm.status.code(), Some(5), "{}", describe(&warm));
+    assert_eq!(cold.status.code(), Some(5), "{}", describe(&cold));
+    assert_eq!(stdout(&warm), stdout(&cold));
+    assert!(
+        stdout(&warm).starts_with("bar\n/tmp\nCapEff:\t0000000000000000\n"),
+        "{}",
+        describe(&warm)
+    );
+    let pid1 = |o: &Output| stdout(o);
+    let mut both = Vec::new();
+    for extra in [&["--no-daemon"][..], &[]] {
+        assert!(wait_until(Duration::from_secs(20), || d
+            .pool("_daemon", "warm_execs")
+            == 1));
+        let mut args = vec!["exec"];
+        args.extend(extra);
+        args.extend(["wx", "--", "cat", "/proc/1/cmdline"]);
+        both.push(pid1(&d.run(&args)));
+    }
+    // Both run in the sandbox's pid namespace.
+    assert_eq!(both[0], both[1]);
+    // stdin passes through.
+    let mut c = d.command(&["exec", "wx", "--", "cat"]);
+    c.stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"in\n").unwrap();
+    drop(child.stdin.take());
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "in\n");
+    let out = d.run(&["destroy", "wx"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // The sandbox's warm exec goes with it.
+    assert!(
+        wait_until(Duration::from_secs(10), || d.pool("_daemon", "warm_execs")
+            == 0),
+        "a warm exec outlived its sandbox"
+    );
+}

@@ -54,8 +54,21 @@ struct Pool {
     retry_at: Option<Instant>,
 }
 
+/// Warm exec for one running sandbox: at most one process joined to it,
+/// started when an exec finds none, so the next one is warm.
+struct ExecSlot {
+    ready: Option<Ready>,
+    starting: bool,
+    last_used: Instant,
+}
+
+/// Sandboxes with a warm exec at a time, and how long an unused one stays.
+const MAX_EXEC_SLOTS: usize = 64;
+const EXEC_IDLE: Duration = Duration::from_secs(300);
+
 struct State {
     pools: Vec<Pool>,
+    exec: HashMap<String, ExecSlot>,
     /// Live runners: pid -> zygote id.
     live: HashMap<i32, String>,
     draining: bool,
@@ -67,6 +80,8 @@ struct State {
 
 enum Purpose {
     Pool(usize),
+    /// A warm exec in this sandbox.
+    Exec(String),
     OnDemand(oneshot::Sender<Result<Ready>>),
 }
 
@@ -85,7 +100,7 @@ pub struct Pools {
 }
 
 /// A first guess of one zygote's PSS until one is measured.
-const PSS_GUESS: u64 = 6 << 20;
+const PSS_GUESS: u64 = 4 << 20;
 
 impl Pools {
     pub fn new(cfg: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Pools>> {
@@ -132,6 +147,7 @@ impl Pools {
             metrics,
             state: Mutex::new(State {
                 pools,
+                exec: HashMap::new(),
                 live: HashMap::new(),
                 draining: false,
                 pss_per_zygote: PSS_GUESS,
@@ -189,6 +205,50 @@ impl Pools {
         got
     }
 
+    /// The warm exec of sandbox `id`, if one is ready; either way one is
+    /// started for the next exec (the sandbox must be one of phantom's:
+    /// the runner refuses anything else).
+    pub fn acquire_exec(self: &Arc<Self>, id: &str) -> Option<Ready> {
+        if phantom_runtime::state::validate_id(id).is_err() {
+            return None;
+        }
+        let mut st = self.lock();
+        if st.draining {
+            return None;
+        }
+        let full = st.exec.len() >= MAX_EXEC_SLOTS;
+        let slot = match st.exec.get_mut(id) {
+            Some(s) => s,
+            None if full => return None,
+            None => st.exec.entry(id.to_string()).or_insert(ExecSlot {
+                ready: None,
+                starting: false,
+                last_used: Instant::now(),
+            }),
+        };
+        slot.last_used = Instant::now();
+        let got = slot.ready.take();
+        let start = !slot.starting;
+        if start {
+            slot.starting = true;
+        }
+        drop(st);
+        if start {
+            let me = Arc::clone(self);
+            let id = id.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = me
+                    .start_runner(&id, PoolKind::Zygote, Purpose::Exec(id.clone()))
+                    .await
+                {
+                    tracing::error!("warm exec for {id}: {e:#}");
+                    me.lock().exec.remove(&id);
+                }
+            });
+        }
+        got
+    }
+
     /// A zygote made for one request (the cold path of the REST API).
     pub async fn on_demand(self: &Arc<Self>, profile: &str) -> Result<Ready> {
         let (tx, rx) = oneshot::channel();
@@ -214,16 +274,17 @@ impl Pools {
         cmd.arg("--root")
             .arg(&self.cfg.root)
             .arg("zygote-serve")
-            .arg("--profile")
-            .arg(profile)
             .arg("--socket")
-            .arg(&socket)
-            .arg("--id")
-            .arg(&id);
+            .arg(&socket);
+        if let Purpose::Exec(sandbox) = &purpose {
+            cmd.arg("--exec").arg(sandbox);
+        } else {
+            cmd.arg("--profile").arg(profile).arg("--id").arg(&id);
+        }
         if let Some(p) = &self.cfg.profile_path {
             cmd.arg("--profile-path").arg(p);
         }
-        if kind == PoolKind::Python {
+        if kind == PoolKind::Python && !matches!(purpose, Purpose::Exec(_)) {
             cmd.arg("--python");
             if !self.cfg.python_modules.is_empty() {
                 cmd.arg("--modules").arg(self.cfg.python_modules.join(","));
@@ -277,6 +338,7 @@ impl Pools {
         };
         let labels = Metrics::pool(&profile, kind.name());
         let mut pool_idx = None;
+        let mut exec_slot = None;
         match (first, purpose) {
             (Ok(workspace), purpose) => {
                 let ready = Ready {
@@ -300,11 +362,30 @@ impl Pools {
                     Purpose::OnDemand(tx) => {
                         let _ = tx.send(Ok(ready));
                     }
+                    Purpose::Exec(sandbox) => {
+                        let mut st = self.lock();
+                        match st.exec.get_mut(&sandbox) {
+                            Some(slot) => {
+                                slot.starting = false;
+                                slot.ready = Some(ready);
+                            }
+                            // Dropped meanwhile (idle, or the daemon drains).
+                            None => {
+                                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                            }
+                        }
+                        exec_slot = Some(sandbox);
+                    }
                 }
             }
             (Err(e), purpose) => {
-                tracing::error!("zygote runner for {profile}: {e:#}");
-                eprintln!("phantom daemon: a zygote for {profile} did not start: {e:#}");
+                if let Purpose::Exec(_) = purpose {
+                    // Usually the sandbox ended; exec falls back to cold.
+                    tracing::debug!("warm exec for {profile}: {e:#}");
+                } else {
+                    tracing::error!("zygote runner for {profile}: {e:#}");
+                    eprintln!("phantom daemon: a zygote for {profile} did not start: {e:#}");
+                }
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
                 match purpose {
                     Purpose::Pool(i) => {
@@ -319,6 +400,11 @@ impl Pools {
                     Purpose::OnDemand(tx) => {
                         let _ = tx.send(Err(e));
                     }
+                    // The sandbox is gone or is not one of phantom's: no
+                    // warm exec for it.
+                    Purpose::Exec(sandbox) => {
+                        self.lock().exec.remove(&sandbox);
+                    }
                 }
             }
         }
@@ -329,6 +415,17 @@ impl Pools {
         {
             let mut st = self.lock();
             st.live.remove(&pid);
+            if let Some(sandbox) = exec_slot {
+                // Unused and dead: the sandbox ended. Used: the next exec
+                // starts a new one.
+                if st
+                    .exec
+                    .get(&sandbox)
+                    .is_some_and(|s| s.ready.as_ref().is_some_and(|r| r.pid == pid))
+                {
+                    st.exec.remove(&sandbox);
+                }
+            }
             let draining = st.draining;
             if let Some(i) = pool_idx {
                 let p = &mut st.pools[i];
@@ -377,6 +474,18 @@ impl Pools {
                     for p in &mut st.pools {
                         p.rate = 0.6 * p.rate + 0.4 * (p.demand as f64 / dt);
                         p.demand = 0;
+                    }
+                }
+                // Warm execs nobody used for a while go.
+                let idle: Vec<String> = st
+                    .exec
+                    .iter()
+                    .filter(|(_, s)| now.duration_since(s.last_used) > EXEC_IDLE)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in idle {
+                    if let Some(r) = st.exec.remove(&k).and_then(|s| s.ready) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(r.pid), Signal::SIGTERM);
                     }
                 }
                 let cap = usize::try_from(self.cfg.memory_budget / st.pss_per_zygote.max(1))
@@ -432,6 +541,11 @@ impl Pools {
         }
     }
 
+    /// The state directory of the sandboxes this daemon serves.
+    pub fn root(&self) -> &Path {
+        &self.cfg.root
+    }
+
     /// Pool sizes for `GET /v1/pools` and `daemon --status`.
     pub fn report(&self) -> Value {
         let st = self.lock();
@@ -456,6 +570,7 @@ impl Pools {
             "pss_per_zygote_bytes": st.pss_per_zygote,
             "memory_budget_bytes": self.cfg.memory_budget,
             "under_pressure": st.under_pressure,
+            "warm_execs": st.exec.values().filter(|s| s.ready.is_some()).count(),
         })
     }
 

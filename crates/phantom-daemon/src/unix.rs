@@ -46,7 +46,7 @@ pub async fn serve(listener: UnixListener, pools: Arc<Pools>) {
     }
 }
 
-async fn handle(conn: UnixStream, pools: &Pools) -> Result<()> {
+async fn handle(conn: UnixStream, pools: &Arc<Pools>) -> Result<()> {
     let (r, mut w) = conn.into_split();
     let mut line = String::new();
     let mut r = BufReader::new(r.take(64 * 1024));
@@ -61,7 +61,7 @@ async fn handle(conn: UnixStream, pools: &Pools) -> Result<()> {
 
 use tokio::io::AsyncReadExt as _;
 
-fn answer(req: &Value, pools: &Pools) -> Value {
+fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
     match req["op"].as_str() {
         Some("acquire") => {
             let profile = req["profile"].as_str().unwrap_or_default();
@@ -74,6 +74,23 @@ fn answer(req: &Value, pools: &Pools) -> Value {
                     "kind": z.kind.name(),
                 }),
                 None => json!({"error": format!("no warm zygote for profile {profile:?}")}),
+            }
+        }
+        Some("acquire_exec") => {
+            let id = req["id"].as_str().unwrap_or_default();
+            // The sandbox must live under the daemon's --root.
+            let same = req["root"].as_str().is_some_and(|r| {
+                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                canon(Path::new(r)) == canon(pools.root())
+            });
+            if !same {
+                return json!({"error": "the daemon serves another --root"});
+            }
+            match pools.acquire_exec(id) {
+                Some(z) => json!({"zygote": z.socket, "kind": "exec"}),
+                None => {
+                    json!({"error": format!("no warm exec ready for {id:?} (one is starting)")})
+                }
             }
         }
         Some("pools") => status(&pools.report()),

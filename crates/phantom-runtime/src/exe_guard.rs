@@ -43,6 +43,12 @@ pub fn host_mount_ns() -> Option<std::os::fd::RawFd> {
     })
 }
 
+/// True in the copy of phantom that `ensure_sealed` re-executed: it has
+/// decided on the cold path already.
+pub fn is_reexec() -> bool {
+    std::env::var_os(MARKER).is_some()
+}
+
 /// True if this process's binary cannot be opened for writing.
 pub fn is_sealed() -> bool {
     if statvfs("/proc/self/exe").is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY)) {

@@ -76,6 +76,32 @@ pub fn acquire(
     }))
 }
 
+/// A warm exec in the running sandbox `id` (under `root`). `Ok(Err(why))`
+/// when the daemon has none ready; it then starts one for the next exec.
+pub fn acquire_exec(
+    socket: &Path,
+    root: &Path,
+    id: &str,
+) -> Result<std::result::Result<Lease, String>> {
+    let reply = match daemon_request(
+        socket,
+        &json!({"op": "acquire_exec", "id": id, "root": root}),
+    ) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    let Some(path) = reply["zygote"].as_str() else {
+        return Ok(Err(reply["error"]
+            .as_str()
+            .unwrap_or("the daemon sent no zygote")
+            .to_string()));
+    };
+    match Lease::connect(Path::new(path), "exec", None) {
+        Ok(l) => Ok(Ok(l)),
+        Err(e) => Ok(Err(format!("zygote {path}: {e:#}"))),
+    }
+}
+
 /// What a warm run reports.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -107,7 +133,22 @@ impl Lease {
         timeout: Option<Duration>,
         stdio: [RawFd; 3],
     ) -> Result<Instant> {
+        self.start_in(argv, env, None, timeout, stdio)
+    }
+
+    /// `start` with a working directory (default: the process's own).
+    pub fn start_in(
+        &self,
+        argv: &[String],
+        env: &[String],
+        cwd: Option<&Path>,
+        timeout: Option<Duration>,
+        stdio: [RawFd; 3],
+    ) -> Result<Instant> {
         let mut req = json!({"args": argv, "env": env});
+        if let Some(c) = cwd {
+            req["cwd"] = json!(c);
+        }
         if let Some(t) = timeout {
             req["timeout_ms"] = json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         }
@@ -137,6 +178,19 @@ impl Lease {
                 started_after,
             });
         }
+    }
+
+    /// `start_in` then `wait`, with stdio that stays ours (e.g. 0, 1, 2).
+    pub fn run_in(
+        &self,
+        argv: &[String],
+        env: &[String],
+        cwd: Option<&Path>,
+        timeout: Option<Duration>,
+        stdio: [RawFd; 3],
+    ) -> Result<Finished> {
+        let t0 = self.start_in(argv, env, cwd, timeout, stdio)?;
+        self.wait(t0)
     }
 
     /// `start` then `wait`, with stdio that stays ours (e.g. 0, 1, 2).

@@ -354,3 +354,121 @@ fn send_listener(to: &OwnedFd, listener: &OwnedFd) -> Result<()> {
     .context("hand the listening socket to the fork server")?;
     Ok(())
 }
+
+/// A warm `exec`: a process joined to the running sandbox `opts.id` waits
+/// on `socket` for one request; the runner hands it over, waits for the
+/// program (killing it on the deadline, 124, or when the client goes
+/// away) and reports its status. The sandbox itself is not touched.
+pub fn serve_exec(
+    store: &StateStore,
+    sfd: &SignalFd,
+    opts: &phantom_runtime::container::ExecOptions,
+    socket: &Path,
+) -> Result<i32> {
+    let z = phantom_runtime::container::exec::spawn_zygote(store, opts)
+        .with_context(|| format!("an exec zygote in {}", opts.id))?;
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid), None);
+    };
+    let res = serve_exec_zygote(&z, socket, sfd);
+    kill(z.pid);
+    let _ = std::fs::remove_file(socket);
+    res
+}
+
+fn serve_exec_zygote(
+    z: &phantom_runtime::container::exec::ExecZygote,
+    path: &Path,
+    sfd: &SignalFd,
+) -> Result<i32> {
+    let listener = listen_at(path)?;
+    let zfd = pidfd_open(z.pid)?;
+    announce("")?;
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if readable(&fds[2]) {
+            // The sandbox ended (its pid namespace took the zygote along).
+            bail!("the exec zygote died before any request");
+        }
+        if readable(&fds[1]) && told_to_stop(sfd) {
+            return Ok(0);
+        }
+        if readable(&fds[0]) {
+            break;
+        }
+    }
+    let conn = accept(listener.as_raw_fd()).context("accept")?;
+    // SAFETY: accept returned a new fd that only we own.
+    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+    drop(listener);
+    let _ = std::fs::remove_file(path);
+    let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
+        return Ok(0);
+    };
+    let req: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
+    let exec: ExecRequest = serde_json::from_value(req.clone()).context("malformed request")?;
+    let deadline = req["timeout_ms"]
+        .as_u64()
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    if fds.len() < 3 {
+        bail!("the request must carry stdin, stdout and stderr");
+    }
+    let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
+    if let Err(e) = z.exec(&exec, stdio) {
+        let msg = e.to_string();
+        let status = if msg.contains("not found") || msg.contains("no such file") {
+            127
+        } else {
+            126
+        };
+        send_json(conn.as_raw_fd(), &json!({"status": status, "error": msg}))?;
+        return Ok(0);
+    }
+    drop(fds);
+    let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
+    let pid = z.pid;
+    let mut timed_out = false;
+    let status = loop {
+        if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            if let Some(c) = container::run::exit_status(ws) {
+                break if timed_out { 124 } else { c };
+            }
+        }
+        let timeout = match deadline.filter(|_| !timed_out) {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    timed_out = true;
+                    continue;
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(conn.as_fd(), PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if (readable(&fds[0]) && told_to_stop(sfd)) || readable(&fds[1]) {
+            // Told to stop, or the client is gone: the program goes too.
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    };
+    let _ = send_json(conn.as_raw_fd(), &json!({"status": status}));
+    Ok(0)
+}

@@ -39,7 +39,7 @@ pub enum Command {
     List(liboci_cli::List),
     Spec(Spec),
     Features(liboci_cli::Features),
-    Exec(Box<liboci_cli::Exec>),
+    Exec(Box<ExecCmd>),
     Ps(liboci_cli::Ps),
     Pause(liboci_cli::Pause),
     Resume(liboci_cli::Resume),
@@ -62,6 +62,20 @@ pub enum Command {
     Daemon(phantom_daemon::DaemonArgs),
     #[command(hide = true)]
     ZygoteServe(ZygoteServe),
+}
+
+/// runc's `exec`, and the daemon flags of phantom's warm exec.
+#[derive(Args, Debug)]
+pub struct ExecCmd {
+    /// The daemon's socket for a warm exec in a sandbox (default
+    /// $PHANTOM_DAEMON_SOCKET or /run/phantom/daemon.sock)
+    #[arg(long)]
+    pub daemon_socket: Option<std::path::PathBuf>,
+    /// Never use the daemon: always the cold path
+    #[arg(long)]
+    pub no_daemon: bool,
+    #[command(flatten)]
+    pub oci: liboci_cli::Exec,
 }
 
 /// What turns a profile into a sandbox (shared by `run` and `create`).
@@ -110,13 +124,16 @@ pub struct SandboxArgs {
 /// One zygote serving one request (started by the daemon)
 #[derive(Args, Debug)]
 pub struct ZygoteServe {
-    #[arg(long)]
-    pub profile: String,
+    #[arg(long, required_unless_present = "exec")]
+    pub profile: Option<String>,
     #[arg(long)]
     pub socket: std::path::PathBuf,
     /// The zygote sandbox's id (chosen by the daemon, so it can remove it)
-    #[arg(long)]
-    pub id: String,
+    #[arg(long, required_unless_present = "exec")]
+    pub id: Option<String>,
+    /// Instead: a process joined to this running sandbox, for a warm exec
+    #[arg(long, conflicts_with_all = ["profile", "python"])]
+    pub exec: Option<String>,
     #[arg(long)]
     pub profile_path: Option<std::path::PathBuf>,
     /// Run the Python fork server in the zygote

@@ -289,7 +289,60 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-fn exec(store: &StateStore, a: &liboci_cli::Exec) -> Result<i32> {
+/// A warm exec: the daemon has (or starts, for next time) a process already
+/// joined to the sandbox. Only for phantom's own sandboxes and plain
+/// invocations: what engines pass (--process, --detach, --pid-file, a
+/// terminal) always takes the cold path, so their process stays theirs.
+fn exec_warm(store: &StateStore, c: &cli::ExecCmd) -> Result<Option<i32>> {
+    let a = &c.oci;
+    let plain = !c.no_daemon
+        && !phantom_runtime::exe_guard::is_reexec()
+        && a.process.is_none()
+        && !a.tty
+        && !a.detach
+        && a.pid_file.is_none()
+        && a.console_socket.is_none()
+        && a.user.is_none()
+        && a.additional_gids.is_empty()
+        && a.cap.is_empty()
+        && !a.no_new_privs
+        && a.preserve_fds == 0
+        && !a.command.is_empty();
+    if !plain {
+        return Ok(None);
+    }
+    let Ok(st) = container::state(store, &a.container_id) else {
+        return Ok(None);
+    };
+    if !st
+        .annotations
+        .contains_key(phantom_runtime::sandbox::PROFILE)
+    {
+        return Ok(None);
+    }
+    let socket = phantom_zygote::socket_path(c.daemon_socket.as_deref());
+    let lease = match phantom_zygote::client::acquire_exec(&socket, store.root(), &a.container_id)?
+    {
+        Ok(l) => l,
+        Err(why) => {
+            tracing::debug!("no warm exec ({why}); cold path");
+            return Ok(None);
+        }
+    };
+    tracing::debug!("warm path: exec zygote {}", lease.socket.display());
+    let env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let f = lease.run_in(&a.command, &env, a.cwd.as_deref(), None, [0, 1, 2])?;
+    if let Some(e) = &f.error {
+        eprintln!("phantom: {e}");
+    }
+    Ok(Some(f.status))
+}
+
+fn exec(store: &StateStore, c: &cli::ExecCmd) -> Result<i32> {
+    if let Some(code) = exec_warm(store, c)? {
+        return Ok(code);
+    }
+    let a = &c.oci;
     if a.process_label.as_deref().is_some_and(|s| !s.is_empty()) {
         bail!("exec --process-label: SELinux is not implemented yet");
     }

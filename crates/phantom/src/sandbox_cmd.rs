@@ -219,6 +219,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     // a sandbox of its own.
     let s = &a.sandbox;
     let warm_ok = !s.no_daemon
+        && !phantom_runtime::exe_guard::is_reexec()
         && id.is_none()
         && !command.is_empty()
         && s.workspace.is_none()
@@ -421,20 +422,43 @@ fn split_id_and_command(
 pub fn zygote_serve(store: &StateStore, a: &crate::cli::ZygoteServe) -> Result<i32> {
     use phantom_zygote::runner;
     let sfd = runner::become_runner()?;
-    if !a.id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
+    if let Some(cid) = &a.exec {
+        let st = container::state(store, cid)?;
+        if !st.annotations.contains_key(sandbox::PROFILE) {
+            bail!(
+                "--exec {cid:?}: warm exec is for phantom's sandboxes; {cid:?} is an OCI container"
+            );
+        }
+        let process = container::exec_process(
+            st.process.as_ref(),
+            &container::ExecArgs {
+                args: vec!["true".into()],
+                ..Default::default()
+            },
+        )?;
+        let opts = container::ExecOptions {
+            id: cid.clone(),
+            process,
+            ..Default::default()
+        };
+        return runner::serve_exec(store, &sfd, &opts, &a.socket);
+    }
+    let (Some(profile), Some(id)) = (&a.profile, &a.id) else {
+        bail!("zygote-serve needs --profile and --id, or --exec");
+    };
+    if !id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
         bail!(
-            "--id {:?}: zygote ids start with {:?}",
-            a.id,
+            "--id {id:?}: zygote ids start with {:?}",
             phantom_zygote::ZYGOTE_PREFIX
         );
     }
     let args = SandboxArgs {
-        profile: Some(a.profile.clone()),
+        profile: Some(profile.clone()),
         profile_path: a.profile_path.clone(),
         ..Default::default()
     };
     // The command comes with the request; the config needs one meanwhile.
-    let p = prepare(store, &args, Some(a.id.clone()), vec!["true".into()], false)?;
+    let p = prepare(store, &args, Some(id.clone()), vec!["true".into()], false)?;
     let kind = if a.python {
         runner::Kind::Python {
             modules: a

@@ -139,6 +139,92 @@ fn target_namespaces(pid: i32) -> Result<Vec<(CloneFlags, OwnedFd)>> {
 
 /// Returns the exit status to exit with (0 for `--detach`).
 pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
+    let mut set = SigSet::empty();
+    if !opts.detach {
+        for s in super::run::FORWARDED {
+            set.add(s);
+        }
+        set.add(Signal::SIGCHLD);
+        set.thread_block().ctx(|| "block signals".into())?;
+    }
+    let (child, parent_end, _console) = launch(store, opts, false)?;
+    match parent_end.recv()? {
+        // The sync socket is close-on-exec: EOF means the program runs.
+        None => {}
+        Some(Msg::Error(e)) => {
+            let _ = waitpid(Pid::from_raw(child), None);
+            return Err(Error::Init(e));
+        }
+        Some(other) => return Err(Error::Init(format!("exec: unexpected {other:?}"))),
+    }
+    if let Some(pf) = &opts.pid_file {
+        super::create::write_pid_file(pf, child)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let waiting = super::run::Waiting {
+        deadline: None,
+        interrupt_kills: false,
+        kill_all: Box::new(|| {}),
+    };
+    super::run::wait_forwarding(&set, child, &waiting)
+}
+
+/// A process joined to a running container (namespaces, cgroup, user and
+/// capabilities of `opts.process`) that waits for one request: a warm
+/// `exec`. Its parent (the caller) must reap it.
+pub struct ExecZygote {
+    pub pid: i32,
+    chan: Channel,
+}
+
+/// Start an exec zygote in container `opts.id`. Returns once it waits.
+pub fn spawn_zygote(store: &StateStore, opts: &ExecOptions) -> Result<ExecZygote> {
+    if opts.detach || opts.console_socket.is_some() || opts.preserve_fds > 0 {
+        return Err(Error::config(
+            "exec",
+            "a warm exec takes no --detach, --console-socket or --preserve-fds",
+        ));
+    }
+    let (pid, chan, _) = launch(store, opts, true)?;
+    match chan.recv()? {
+        Some(Msg::Ready) => Ok(ExecZygote { pid, chan }),
+        other => {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            Err(match other {
+                Some(Msg::Error(e)) => Error::Init(e),
+                _ => Error::Init("the exec zygote ended before it was ready".into()),
+            })
+        }
+    }
+}
+
+impl ExecZygote {
+    /// Run `req` with `stdio`; returns once the program executes, or the
+    /// error that stopped it.
+    pub fn exec(&self, req: &crate::process::init::ExecRequest, stdio: [i32; 3]) -> Result<()> {
+        let json = serde_json::to_string(req).expect("request serialises");
+        self.chan.send_with_fds(&Msg::Exec(json), &stdio)?;
+        match self.chan.recv()? {
+            None => Ok(()),
+            Some(Msg::Error(e)) => Err(Error::Init(e)),
+            Some(other) => Err(Error::Init(format!(
+                "exec zygote sent {other:?} out of turn"
+            ))),
+        }
+    }
+}
+
+/// Fork a process into the container's namespaces and cgroup and tell it
+/// to go on; returns its pid, our end of the sync channel and the console
+/// connection (kept open until the process has it).
+fn launch(
+    store: &StateStore,
+    opts: &ExecOptions,
+    zygote: bool,
+) -> Result<(i32, Channel, Option<OwnedFd>)> {
     let mut st = store.load(&opts.id)?;
     store.refresh(&mut st);
     match st.status {
@@ -185,15 +271,6 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
         ..plan
     };
 
-    let mut set = SigSet::empty();
-    if !opts.detach {
-        for s in super::run::FORWARDED {
-            set.add(s);
-        }
-        set.add(Signal::SIGCHLD);
-        set.thread_block().ctx(|| "block signals".into())?;
-    }
-
     let (parent_end, child_end) = channel::pair()?;
     // The pid namespace applies to our children: enter it for the fork.
     let own_pid = crate::namespaces::open_ns(Path::new("/proc/self/ns/pid_for_children"))?;
@@ -219,7 +296,7 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
     };
     if child == 0 {
         drop(parent_end);
-        child_main(&LinuxSys, &plan, &namespaces, &child_end);
+        child_main(&LinuxSys, &plan, &namespaces, &child_end, zygote);
     }
     let clone_err = std::io::Error::last_os_error();
     let _ = nix::sched::setns(&own_pid, CloneFlags::CLONE_NEWPID);
@@ -238,27 +315,7 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
         }
     }
     parent_end.send(&Msg::Go(String::new()))?;
-    match parent_end.recv()? {
-        // The sync socket is close-on-exec: EOF means the program runs.
-        None => {}
-        Some(Msg::Error(e)) => {
-            let _ = waitpid(Pid::from_raw(child), None);
-            return Err(Error::Init(e));
-        }
-        Some(other) => return Err(Error::Init(format!("exec: unexpected {other:?}"))),
-    }
-    if let Some(pf) = &opts.pid_file {
-        super::create::write_pid_file(pf, child)?;
-    }
-    if opts.detach {
-        return Ok(0);
-    }
-    let waiting = super::run::Waiting {
-        deadline: None,
-        interrupt_kills: false,
-        kill_all: Box::new(|| {}),
-    };
-    super::run::wait_forwarding(&set, child, &waiting)
+    Ok((child, parent_end, console))
 }
 
 fn child_main(
@@ -266,8 +323,9 @@ fn child_main(
     plan: &ProcessPlan,
     ns: &[(CloneFlags, OwnedFd)],
     chan: &Channel,
+    zygote: bool,
 ) -> ! {
-    let err = match child_setup(sys, plan, ns, chan) {
+    let err = match child_setup(sys, plan, ns, chan, zygote) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -282,6 +340,7 @@ fn child_setup(
     plan: &ProcessPlan,
     ns: &[(CloneFlags, OwnedFd)],
     chan: &Channel,
+    zygote: bool,
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with integer arguments only.
     unsafe {
@@ -301,6 +360,10 @@ fn child_setup(
             .ctx(|| format!("join the container's {flag:?} namespace"))?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir / in the container".into())?;
+    if zygote {
+        // PDEATHSIG stays: an exec zygote never outlives its runner.
+        return crate::process::init::serve_request(sys, plan, chan, &[chan.raw()]);
+    }
     let program = crate::process::setup::prepare(sys, plan)?;
     let args = plan.process.args().clone().unwrap_or_default();
     crate::process::setup::seal_fds(plan, &[chan.raw()])?;

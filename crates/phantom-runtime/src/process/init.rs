@@ -290,10 +290,25 @@ pub struct ExecRequest {
 /// under the profile's Landlock rules and seccomp filter. The parent stays
 /// (PDEATHSIG is kept: a zygote never outlives its runner).
 fn zygote(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
-    super::setup::prepare_identity(sys, &plan.process)?;
+    serve_request(sys, &plan.process, chan, &[chan.raw(), plan.state_dir])
+}
+
+/// What every zygote (a container's init, or a process joined to a running
+/// container for `exec`) does once it is set up: drop to the process's
+/// identity and capabilities, let go of every inherited fd but `keep`,
+/// report `Ready`, and wait for one request. The request's stdio, argv, env
+/// and cwd are applied; Landlock and seccomp come last, then execve.
+/// Without a request (the runner closed the channel) it exits quietly.
+pub(crate) fn serve_request(
+    sys: &dyn Sys,
+    plan: &ProcessPlan,
+    chan: &Channel,
+    keep: &[std::os::fd::RawFd],
+) -> Result<Infallible> {
+    super::setup::prepare_identity(sys, plan)?;
     // A zygote may wait long: let go of everything inherited from the
     // runner now (the state directory's lock among it).
-    super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
+    super::setup::seal_fds(plan, keep)?;
     chan.send(&Msg::Ready)?;
     let (req, fds) = match chan.recv_with_fds()? {
         Some((Msg::Exec(json), fds)) => {
@@ -315,7 +330,7 @@ fn zygote(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> 
         .ctx(|| format!("install the request's fd {target}"))?;
     }
     drop(fds);
-    let mut p = plan.process.clone();
+    let mut p = plan.clone();
     p.process.set_args(Some(req.args.clone()));
     for kv in &req.env {
         let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
@@ -327,6 +342,6 @@ fn zygote(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> 
         p.process.set_cwd(cwd.clone());
     }
     let program = super::setup::locate(&p)?;
-    super::setup::seal_fds(&p, &[chan.raw(), plan.state_dir])?;
+    super::setup::seal_fds(&p, keep)?;
     super::setup::exec(&p, &program, &req.args)
 }

@@ -372,16 +372,24 @@ fn pools_grow_with_demand_and_shrink_back() {
         return;
     };
     assert_eq!(d.pool("python-dev", "target"), 1);
-    // A burst of requests raises the target above the minimum...
-    let mut grew = false;
-    for _ in 0..40 {
-        let out = d.run(&["run", "--profile", "python-dev", "--", "true"]);
-        assert!(out.status.success(), "{}", describe(&out));
-        if d.pool("python-dev", "target") > 1 {
-            grew = true;
-            break;
+    // Steady requests from two clients raise the target above the minimum
+    // (requests per second × time to make a zygote × 2)...
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let grew = std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let out = d.run(&["run", "--profile", "python-dev", "--", "true"]);
+                    assert!(out.status.success(), "{}", describe(&out));
+                }
+            });
         }
-    }
+        let grew = wait_until(Duration::from_secs(30), || {
+            d.pool("python-dev", "target") > 1
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        grew
+    });
     assert!(grew, "the pool did not grow under load");
     // ...and idleness brings it back.
     assert!(

@@ -401,7 +401,9 @@ fn module_mode() {
 fn script_file_relative_to_cwd() {
     let s = Server::start("");
     // Outside /tmp: an explicit cwd in /tmp is never granted by Landlock.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // (The checkout itself may be under /tmp: use /var/tmp.)
+    std::fs::create_dir_all("/var/tmp").expect("/var/tmp");
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let cwd = std::fs::canonicalize(dir.path()).expect("canonicalize");
     std::fs::write(
         cwd.join("script.py"),

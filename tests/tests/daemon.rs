@@ -473,3 +473,111 @@ fn exec_in_a_sandbox_goes_warm_after_the_first() {
         "a warm exec outlived its sandbox"
     );
 }
+
+#[test]
+fn a_daemon_killed_mid_request_ends_it_cleanly_and_a_restart_sweeps() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&["python-dev=2"]) else {
+        return;
+    };
+    // A warm request is under way...
+    let mut c = d.command(&[
+        "--debug",
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    c.stdout(Stdio::null());
+    let mut running = c.spawn().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_dir(d.rt.root())
+            .map(|r| r.count())
+            .unwrap_or(0)
+            >= 2
+            && d.ready() >= 1),
+        "no warm request started"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // ...when the daemon dies hard: its runners die with it (PDEATHSIG),
+    // killing the program, so the client ends instead of hanging.
+    let daemon = d.child.take().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let mut daemon = daemon;
+    let _ = daemon.wait();
+    let ended = wait_until(Duration::from_secs(10), || {
+        matches!(running.try_wait(), Ok(Some(_)))
+    });
+    if !ended {
+        let _ = running.kill();
+    }
+    let status = running.wait().unwrap();
+    assert!(ended, "the client hung after the daemon died");
+    assert!(!status.success(), "{status:?}");
+    // Nothing of the dead daemon's zygotes is left.
+    assert!(
+        wait_until(Duration::from_secs(10), || entries(d.rt.root()).is_empty()),
+        "{:?}",
+        entries(d.rt.root())
+    );
+    // A new daemon on the same socket serves again.
+    let mut c = d.command(&["daemon", "--pool", "python-dev=1"]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    d.child = Some(c.spawn().unwrap());
+    assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
+    let out = d.run(&[
+        "--debug",
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "echo",
+        "again",
+    ]);
+    assert_eq!(stdout(&out), "again\n", "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warm path"));
+}
+
+#[test]
+fn limits_of_a_request_apply_to_its_warm_zygote() {
+    require_root!();
+    let Some(d) = Daemon::start(&["python-dev=1"]) else {
+        return;
+    };
+    let hog = "b = b'x' * (300 * 1024 * 1024); print('alive')";
+    for mode in ["--debug", "--no-daemon"] {
+        let mut args = vec!["--debug", "run"];
+        if mode == "--no-daemon" {
+            args.push(mode);
+        }
+        args.extend([
+            "--profile",
+            "python-dev",
+            "--memory",
+            "64m",
+            "--pids",
+            "8",
+            "--",
+            "python3",
+            "-c",
+            hog,
+        ]);
+        assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
+        let out = d.run(&args);
+        let warm = String::from_utf8_lossy(&out.stderr).contains("warm path");
+        assert_eq!(warm, mode == "--debug", "{}", describe(&out));
+        // The kernel's OOM killer ends it in both paths.
+        assert_eq!(out.status.code(), Some(137), "{mode}: {}", describe(&out));
+        assert_eq!(stdout(&out), "", "{mode}: {}", describe(&out));
+    }
+    // Without limits the same program runs (the next zygote has the
+    // profile's own limits again).
+    assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
+    let out = d.run(&["run", "--profile", "python-dev", "--", "python3", "-c", hog]);
+    assert_eq!(stdout(&out), "alive\n", "{}", describe(&out));
+}

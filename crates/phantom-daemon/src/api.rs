@@ -373,6 +373,38 @@ struct RunReq {
     env: Vec<String>,
     stdin: Option<String>,
     timeout_ms: Option<u64>,
+    memory: Option<String>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
+}
+
+/// Limits of one run, as the zygote's cgroup takes them (`None`: the
+/// profile's own).
+fn run_limits(r: &RunReq) -> ApiResult<Option<Value>> {
+    let mut res = phantom_policy::profile::Resources::default();
+    if let Some(m) = &r.memory {
+        res.memory =
+            Some(phantom_zygote::parse_size(m).map_err(|e| bad(format!("memory: {e:#}")))?);
+    }
+    if let Some(c) = r.cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(bad(format!("cpus {c}: must be a positive number of CPUs")));
+        }
+        res.cpu = Some(c);
+    }
+    if let Some(p) = r.pids {
+        if p < 1 {
+            return Err(bad(format!("pids {p}: must be at least 1")));
+        }
+        res.pids = Some(p);
+    }
+    if res == Default::default() {
+        return Ok(None);
+    }
+    Ok(Some(
+        serde_json::to_value(phantom_policy::policy::resources_to_oci(&res))
+            .map_err(|e| bad(e.to_string()))?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -413,9 +445,12 @@ async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>
     }
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
+    let resources = run_limits(&r)?;
     api.check_profile(&r.profile)?;
     let t0 = Instant::now();
-    let (zygote, path) = match api.pools.acquire(&r.profile, &r.argv[0], false) {
+    let own = resources.is_some();
+    let python = phantom_zygote::python_serves(&r.argv) && !own;
+    let (zygote, path) = match api.pools.acquire(&r.profile, python) {
         Some(z) => (z, "warm"),
         None => (
             api.pools
@@ -428,7 +463,7 @@ async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>
     let _active = Active::new(&api.metrics);
     // Until the zygote is ours: the acquisition, or making one (cold).
     let before = t0.elapsed();
-    let mut out = run_in(&api, zygote, r.argv, r.env, r.stdin, timeout).await?;
+    let mut out = run_in(&api, zygote, r.argv, r.env, r.stdin, timeout, resources).await?;
     if let Some(after) = out.1 {
         api.metrics
             .spawn
@@ -453,6 +488,7 @@ async fn run_in(
     env: Vec<String>,
     stdin: Option<String>,
     timeout: Duration,
+    resources: Option<Value>,
 ) -> ApiResult<(RunOut, Option<Duration>, Duration)> {
     let fail = |e: anyhow::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(e.into()));
@@ -474,10 +510,12 @@ async fn run_in(
     let handed = Instant::now();
     let waited = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lease = Lease::connect(&z.socket, &kind, None)?;
-        let t0 = lease.start(
+        let t0 = lease.start_with(
             &argv,
             &env,
+            None,
             Some(timeout),
+            resources.as_ref(),
             [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
         )?;
         drop((in_r, out_w, err_w));

@@ -27,9 +27,9 @@ pub struct DaemonArgs {
     /// Requests per second per API key (default 50)
     #[arg(long)]
     pub rate_limit: Option<u32>,
-    /// Bytes of stdout and of stderr kept per run (default 1 MiB)
+    /// Stdout and stderr kept per run, each, e.g. 64KiB (default 1MiB)
     #[arg(long)]
-    pub max_output: Option<usize>,
+    pub max_output: Option<String>,
     /// A pool: PROFILE=N, or PROFILE=MIN..MAX to size it by demand (repeatable)
     #[arg(long = "pool")]
     pub pools: Vec<String>,
@@ -85,6 +85,23 @@ pub struct PoolConfig {
     pub max: usize,
 }
 
+/// A size in the file: `1048576` or `"1MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn text(self) -> String {
+        match self {
+            SizeValue::Bytes(n) => n.to_string(),
+            SizeValue::Text(t) => t,
+        }
+    }
+}
+
 /// The `--config` file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +112,8 @@ struct FileConfig {
     api_keys: Option<PathBuf>,
     audit_log: Option<PathBuf>,
     rate_limit: Option<u32>,
-    max_output: Option<usize>,
-    memory_budget: Option<String>,
+    max_output: Option<SizeValue>,
+    memory_budget: Option<SizeValue>,
     drain_timeout: Option<u64>,
     profile_path: Option<PathBuf>,
     python_modules: Option<Vec<String>>,
@@ -146,6 +163,9 @@ pub fn parse_pool(flag: &str, s: &str, kind: PoolKind) -> Result<PoolConfig> {
     }
     if max > 256 {
         bail!("{flag} {s:?}: at most 256 zygotes per pool");
+    }
+    if kind == PoolKind::Python && min != max {
+        bail!("{flag} {s:?}: fork servers are shared, not used up: give a fixed number");
     }
     Ok(PoolConfig {
         profile: profile.to_string(),
@@ -209,6 +229,17 @@ impl Config {
         for p in &a.python_pools {
             pools.push(parse_pool("--python-pool", p, PoolKind::Python)?);
         }
+        for p in &pools {
+            if p.kind == PoolKind::Python && p.min != p.max {
+                bail!(
+                    "pool {} (python): fork servers are shared, not used up: give min = max",
+                    p.profile
+                );
+            }
+            if p.min > p.max {
+                bail!("pool {}: min is larger than max", p.profile);
+            }
+        }
         for (i, p) in pools.iter().enumerate() {
             if pools[..i]
                 .iter()
@@ -230,7 +261,11 @@ impl Config {
                 bail!("--listen {addr} is not a loopback address; add --allow-remote to serve other hosts");
             }
         }
-        let memory_budget = match a.memory_budget.clone().or(f.memory_budget) {
+        let memory_budget = match a
+            .memory_budget
+            .clone()
+            .or(f.memory_budget.map(SizeValue::text))
+        {
             Some(s) => crate::parse_size(&s).context("--memory-budget")?,
             None => 1 << 30,
         };
@@ -262,7 +297,11 @@ impl Config {
                 .or(f.audit_log)
                 .unwrap_or_else(|| PathBuf::from("/var/log/phantom/audit.jsonl")),
             rate_limit: a.rate_limit.or(f.rate_limit).unwrap_or(50).max(1),
-            max_output: a.max_output.or(f.max_output).unwrap_or(1 << 20),
+            max_output: match a.max_output.clone().or(f.max_output.map(SizeValue::text)) {
+                Some(s) => usize::try_from(crate::parse_size(&s).context("--max-output")?)
+                    .context("--max-output")?,
+                None => 1 << 20,
+            },
             memory_budget,
             drain_timeout: std::time::Duration::from_secs(
                 a.drain_timeout.or(f.drain_timeout).unwrap_or(30),
@@ -295,7 +334,7 @@ mod tests {
         let p = d.path().join("d.yaml");
         std::fs::write(
             &p,
-            "listen: 127.0.0.1:9000\napi_keys: /k\nrate_limit: 5\npools:\n  - {profile: python-dev, min: 1, max: 4}\n  - {profile: python-dev, kind: python, min: 1, max: 1}\n",
+            "listen: 127.0.0.1:9000\napi_keys: /k\nrate_limit: 5\nmax_output: 65536\nmemory_budget: 2GiB\npools:\n  - {profile: python-dev, min: 1, max: 4}\n  - {profile: python-dev, kind: python, min: 1, max: 1}\n",
         )
         .unwrap();
         let a = DaemonArgs {
@@ -304,6 +343,8 @@ mod tests {
         };
         let c = Config::new(Path::new("/run/x"), &a).unwrap();
         assert_eq!(c.rate_limit, 5);
+        assert_eq!(c.max_output, 65536);
+        assert_eq!(c.memory_budget, 2 << 30);
         assert_eq!(c.pools.len(), 2);
         assert_eq!(c.pools[1].kind, PoolKind::Python);
         std::fs::write(&p, "pools:\n  - {profile: x, min: 1, max: 2, size: 3}\n").unwrap();

@@ -32,7 +32,11 @@ pub use phantom_zygote::parse_size;
 /// `phantom daemon`: runs until SIGTERM or SIGINT, then drains.
 pub fn run(root: &Path, args: &DaemonArgs) -> Result<i32> {
     if args.status {
-        let socket = phantom_zygote::socket_path(args.socket.as_deref());
+        // The socket from --socket, else --config's, else the default.
+        let socket = match (&args.socket, &args.config) {
+            (None, Some(_)) => Config::new(root, args)?.socket,
+            _ => phantom_zygote::socket_path(args.socket.as_deref()),
+        };
         let v =
             phantom_zygote::client::daemon_request(&socket, &serde_json::json!({"op": "pools"}))?;
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -110,9 +114,7 @@ async fn serve(
         })),
         None => None,
     };
-    if let Some(api) = &api {
-        remove_left_sandboxes(api).await;
-    }
+    remove_left_sandboxes(&cfg).await;
     let manager = tokio::spawn(Arc::clone(&pools).manage());
     let unix_task = tokio::spawn(unix::serve(listener, Arc::clone(&pools)));
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -164,7 +166,7 @@ async fn serve(
         api.destroy_all().await;
     }
     manager.abort();
-    pools.drain().await;
+    pools.drain(cfg.drain_timeout).await;
     if let Some(dir) = cfg.socket.parent() {
         let _ = std::fs::remove_dir(dir.join("zygotes"));
     }
@@ -181,9 +183,19 @@ fn registry_path(cfg: &Config) -> std::path::PathBuf {
 
 /// Sandboxes a daemon killed with -9 made through the API: nobody can
 /// reach them any more (their keys' ownership died with it).
-async fn remove_left_sandboxes(api: &api::Api) {
-    let Ok(text) = std::fs::read_to_string(&api.registry) else {
+async fn remove_left_sandboxes(cfg: &Config) {
+    let registry = registry_path(cfg);
+    let Ok(text) = std::fs::read_to_string(&registry) else {
         return;
+    };
+    let Ok(bin) = std::env::current_exe() else {
+        return;
+    };
+    let backend = Subprocess {
+        bin,
+        root: Some(cfg.root.clone()),
+        max_output: 0,
+        sandbox_dir: None,
     };
     let left: BTreeMap<String, api::Owned> = serde_json::from_str(&text).unwrap_or_default();
     if left.is_empty() {
@@ -192,7 +204,7 @@ async fn remove_left_sandboxes(api: &api::Api) {
     use phantom_zygote::backend::Backend;
     for id in left.keys() {
         eprintln!("phantom daemon: removing sandbox {id} left by a previous daemon");
-        let _ = api.backend.destroy(id).await;
+        let _ = backend.destroy(id).await;
     }
-    let _ = std::fs::remove_file(&api.registry);
+    let _ = std::fs::remove_file(&registry);
 }

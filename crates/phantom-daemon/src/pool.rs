@@ -165,17 +165,17 @@ impl Pools {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A zygote for `argv0` under `profile`: a Python fork server when the
-    /// command is python3 and such a pool has one ready (and no files are
-    /// to be copied into a workspace of its own), else a plain zygote,
-    /// which leaves the pool.
-    pub fn acquire(&self, profile: &str, argv0: &str, copy_in: bool) -> Option<Ready> {
+    /// A zygote under `profile`: a Python fork server when `python` (the
+    /// command is one it serves, with no files or limits of its own) and
+    /// such a pool has one ready, else a plain zygote, which leaves the
+    /// pool.
+    pub fn acquire(&self, profile: &str, python: bool) -> Option<Ready> {
         let mut st = self.lock();
         if st.draining {
             return None;
         }
         let mut got = None;
-        if phantom_zygote::is_python(argv0) && !copy_in {
+        if python {
             if let Some(p) = st
                 .pools
                 .iter_mut()
@@ -352,6 +352,9 @@ impl Pools {
                     Purpose::Pool(i) => {
                         pool_idx = Some(i);
                         let mut st = self.lock();
+                        if st.draining {
+                            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                        }
                         let p = &mut st.pools[i];
                         p.starting -= 1;
                         p.startup = 0.7 * p.startup + 0.3 * t0.elapsed().as_secs_f64();
@@ -574,15 +577,43 @@ impl Pools {
         })
     }
 
-    /// Stop taking requests, stop every runner (each removes its sandbox),
-    /// and remove what a runner that does not stop leaves.
-    pub async fn drain(&self) {
-        let pids: Vec<(i32, String)> = {
+    /// Stop taking requests; stop the idle runners at once and let busy
+    /// ones (a warm `run` or `exec` under way) finish, up to `wait`; then
+    /// stop the rest. Each runner removes its sandbox; what one that does
+    /// not stop leaves is removed here.
+    pub async fn drain(&self, wait: Duration) {
+        let all: Vec<(i32, String)> = {
             let mut st = self.lock();
             st.draining = true;
             st.live.iter().map(|(p, i)| (*p, i.clone())).collect()
         };
-        for (pid, _) in &pids {
+        let until = Instant::now() + wait;
+        loop {
+            let (idle, busy) = {
+                let st = self.lock();
+                let waiting: Vec<i32> = st
+                    .pools
+                    .iter()
+                    .flat_map(|p| p.ready.iter().map(|r| r.pid))
+                    .chain(
+                        st.exec
+                            .values()
+                            .filter_map(|s| s.ready.as_ref().map(|r| r.pid)),
+                    )
+                    .collect();
+                let busy = st.live.keys().filter(|p| !waiting.contains(p)).count();
+                (waiting, busy)
+            };
+            for pid in &idle {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGTERM);
+            }
+            if busy == 0 || Instant::now() >= until {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.gone.notified()).await;
+        }
+        let left: Vec<i32> = self.lock().live.keys().copied().collect();
+        for pid in &left {
             let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGTERM);
         }
         let until = Instant::now() + Duration::from_secs(10);
@@ -596,7 +627,7 @@ impl Pools {
         let root = self.cfg.root.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let store = StateStore::new(&root);
-            for (_, id) in pids {
+            for (_, id) in all {
                 phantom_zygote::runner::cleanup(&store, &id);
             }
         })

@@ -65,9 +65,8 @@ fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
     match req["op"].as_str() {
         Some("acquire") => {
             let profile = req["profile"].as_str().unwrap_or_default();
-            let argv0 = req["argv0"].as_str().unwrap_or_default();
-            let copy_in = req["copy_in"].as_bool().unwrap_or(false);
-            match pools.acquire(profile, argv0, copy_in) {
+            let python = req["python"].as_bool().unwrap_or(false);
+            match pools.acquire(profile, python) {
                 Some(z) => json!({
                     "zygote": z.socket,
                     "workspace": z.workspace,

@@ -37,21 +37,27 @@ pub struct CompiledPolicy {
 /// `linux.resources` of a profile: memory limit (swap disabled: memory+swap = memory),
 /// CPU quota per [`CPU_PERIOD_US`], pids limit.
 pub fn linux_resources(p: &Profile) -> LinuxResources {
+    resources_to_oci(&p.resources)
+}
+
+/// The same for resources alone (a warm zygote gets limits per request).
+pub fn resources_to_oci(res: &crate::profile::Resources) -> LinuxResources {
+    let p = res;
     let mut r = LinuxResources::default();
-    if let Some(m) = p.resources.memory {
+    if let Some(m) = p.memory {
         let mut mem = LinuxMemory::default();
         let m = i64::try_from(m).unwrap_or(i64::MAX);
         mem.set_limit(Some(m));
         mem.set_swap(Some(m));
         r.set_memory(Some(mem));
     }
-    if let Some(c) = p.resources.cpu {
+    if let Some(c) = p.cpu {
         let mut cpu = LinuxCpu::default();
         cpu.set_quota(Some((c * CPU_PERIOD_US as f64).round() as i64));
         cpu.set_period(Some(CPU_PERIOD_US));
         r.set_cpu(Some(cpu));
     }
-    if let Some(n) = p.resources.pids {
+    if let Some(n) = p.pids {
         let mut pids = LinuxPids::default();
         pids.set_limit(n);
         r.set_pids(Some(pids));

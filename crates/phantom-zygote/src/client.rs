@@ -40,17 +40,20 @@ pub struct Lease {
     conn: OwnedFd,
 }
 
-/// Ask for a zygote of `profile` that can run `argv0`. `Ok(None)` with a
-/// reason when there is none (no daemon, no pool, pool empty).
+/// Ask for a zygote of `profile` that can run `argv`. `Ok(Err(why))`
+/// when there is none (no daemon, no pool, pool empty).
 pub fn acquire(
     socket: &Path,
     profile: &str,
-    argv0: &str,
-    need_workspace: bool,
+    argv: &[String],
+    need_own_sandbox: bool,
 ) -> Result<std::result::Result<Lease, String>> {
+    // A request with files or limits of its own needs a plain zygote: a
+    // Python fork server's sandbox is shared.
+    let python = crate::python_serves(argv) && !need_own_sandbox;
     let reply = match daemon_request(
         socket,
-        &json!({"op": "acquire", "profile": profile, "argv0": argv0, "copy_in": need_workspace}),
+        &json!({"op": "acquire", "profile": profile, "python": python}),
     ) {
         Ok(r) => r,
         Err(e) => return Ok(Err(format!("{e:#}"))),
@@ -145,7 +148,24 @@ impl Lease {
         timeout: Option<Duration>,
         stdio: [RawFd; 3],
     ) -> Result<Instant> {
+        self.start_with(argv, env, cwd, timeout, None, stdio)
+    }
+
+    /// `start_in` with limits (OCI `LinuxResources` JSON) for the zygote's
+    /// cgroup; plain zygotes only.
+    pub fn start_with(
+        &self,
+        argv: &[String],
+        env: &[String],
+        cwd: Option<&Path>,
+        timeout: Option<Duration>,
+        resources: Option<&Value>,
+        stdio: [RawFd; 3],
+    ) -> Result<Instant> {
         let mut req = json!({"args": argv, "env": env});
+        if let Some(r) = resources {
+            req["resources"] = r.clone();
+        }
         if let Some(c) = cwd {
             req["cwd"] = json!(c);
         }
@@ -218,10 +238,11 @@ pub fn run_warm(
     command: &[String],
     env: &[String],
     timeout: Option<Duration>,
+    resources: Option<&Value>,
     copy_in: Option<&CopyIn<'_>>,
 ) -> Result<Option<i32>> {
-    let argv0 = command.first().map(String::as_str).unwrap_or_default();
-    let lease = match acquire(socket, profile, argv0, copy_in.is_some())? {
+    let own = copy_in.is_some() || resources.is_some();
+    let lease = match acquire(socket, profile, command, own)? {
         Ok(l) => l,
         Err(why) => {
             tracing::debug!("no warm zygote ({why}); cold path");
@@ -241,7 +262,8 @@ pub fn run_warm(
         lease.kind,
         lease.socket.display()
     );
-    let f = lease.run(command, env, timeout, [0, 1, 2])?;
+    let t0 = lease.start_with(command, env, None, timeout, resources, [0, 1, 2])?;
+    let f = lease.wait(t0)?;
     if let Some(e) = &f.error {
         eprintln!("phantom: {e}");
     }

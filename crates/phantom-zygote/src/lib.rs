@@ -5,7 +5,8 @@
 //!
 //! Protocol:
 //! - client -> daemon (`SOCK_STREAM`, one JSON line each way):
-//!   `{"op":"acquire","profile":P,"argv0":"python3","copy_in":false}` ->
+//!   `{"op":"acquire","profile":P,"python":BOOL}` (python: the fork
+//!   server can serve the command) ->
 //!   `{"zygote":PATH,"workspace":DIR,"kind":"zygote"|"python"}` or
 //!   `{"error":TEXT}`; `{"op":"pools"}` -> the pool sizes.
 //! - client -> zygote at PATH (`SOCK_SEQPACKET`): `X{"args":[..],"env":[..],
@@ -50,6 +51,23 @@ pub fn is_python(argv0: &str) -> bool {
     )
 }
 
+/// Whether the fork server can serve argv: python3 with `-c CODE`, `-m
+/// MOD`, a script, or the program on stdin, and no other interpreter flag
+/// (those need a real interpreter start: a plain zygote).
+pub fn python_serves(argv: &[String]) -> bool {
+    let Some((argv0, rest)) = argv.split_first() else {
+        return false;
+    };
+    if !is_python(argv0) {
+        return false;
+    }
+    match rest.first().map(String::as_str) {
+        None | Some("-") | Some("--") => true,
+        Some(a) if a.starts_with("-c") || a.starts_with("-m") => true,
+        Some(a) => !a.starts_with('-'),
+    }
+}
+
 /// `n` random bytes as hex.
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -86,4 +104,19 @@ pub fn parse_size(s: &str) -> Result<u64> {
         u => bail!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)"),
     };
     Ok((v * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_the_fork_server_serves() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(super::python_serves(&v(&["python3", "-c", "pass"])));
+        assert!(super::python_serves(&v(&["python3", "-m", "json.tool"])));
+        assert!(super::python_serves(&v(&["python3", "x.py"])));
+        assert!(super::python_serves(&v(&["python3"])));
+        assert!(!super::python_serves(&v(&["python3", "-V"])));
+        assert!(!super::python_serves(&v(&["python3", "-u", "-c", "1"])));
+        assert!(!super::python_serves(&v(&["sh", "-c", "python3"])));
+    }
 }

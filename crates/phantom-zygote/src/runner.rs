@@ -197,6 +197,20 @@ fn serve_plain(
         bail!("the request must carry stdin, stdout and stderr");
     }
     let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
+    // Limits of this request (--memory, --cpus, --pids) on the zygote's own
+    // cgroup, before the program starts.
+    if let Some(r) = req.get("resources").filter(|r| !r.is_null()) {
+        let applied = serde_json::from_value::<oci_spec::runtime::LinuxResources>(r.clone())
+            .map_err(|e| anyhow!("request resources: {e}"))
+            .and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
+        if let Err(e) = applied {
+            send_json(
+                conn.as_raw_fd(),
+                &json!({"status": 126, "error": format!("{e:#}")}),
+            )?;
+            return Ok(0);
+        }
+    }
     if let Err(e) = z.exec(store, &exec, stdio) {
         let msg = e.to_string();
         let status = if msg.contains("not found") || msg.contains("no such file") {
@@ -396,8 +410,9 @@ fn serve_exec_zygote(
             r => r?,
         };
         if readable(&fds[2]) {
-            // The sandbox ended (its pid namespace took the zygote along).
-            bail!("the exec zygote died before any request");
+            // The sandbox ended (its pid namespace took the zygote along):
+            // nothing to report, the daemon drops the warm exec.
+            return Ok(0);
         }
         if readable(&fds[1]) && told_to_stop(sfd) {
             return Ok(0);

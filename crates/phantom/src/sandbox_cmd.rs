@@ -111,21 +111,10 @@ pub fn prepare(
         ),
         None => None,
     };
-    if let Some(m) = &args.memory {
-        profile.resources.memory = Some(parse_size(m).context("--memory")?);
-    }
-    if let Some(c) = args.cpus {
-        if !(c > 0.0 && c.is_finite()) {
-            bail!("--cpus {c}: must be a positive number of CPUs");
-        }
-        profile.resources.cpu = Some(c);
-    }
-    if let Some(p) = args.pids {
-        if p < 1 {
-            bail!("--pids {p}: must be at least 1");
-        }
-        profile.resources.pids = Some(p);
-    }
+    let limits = limits(args)?;
+    profile.resources.memory = limits.memory.or(profile.resources.memory);
+    profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
+    profile.resources.pids = limits.pids.or(profile.resources.pids);
     for kv in &args.env {
         if !kv.contains('=') || kv.starts_with('=') {
             bail!("--env {kv:?}: expected KEY=VALUE");
@@ -205,6 +194,27 @@ fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
     }
 }
 
+/// `--memory`, `--cpus` and `--pids`, checked.
+fn limits(args: &SandboxArgs) -> Result<phantom_policy::profile::Resources> {
+    let mut r = phantom_policy::profile::Resources::default();
+    if let Some(m) = &args.memory {
+        r.memory = Some(parse_size(m).context("--memory")?);
+    }
+    if let Some(c) = args.cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            bail!("--cpus {c}: must be a positive number of CPUs");
+        }
+        r.cpu = Some(c);
+    }
+    if let Some(p) = args.pids {
+        if p < 1 {
+            bail!("--pids {p}: must be at least 1");
+        }
+        r.pids = Some(p);
+    }
+    Ok(r)
+}
+
 fn stdin_is_tty() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal()
@@ -214,9 +224,9 @@ fn stdin_is_tty() -> bool {
 pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     let (id, command) = split_id_and_command(&a.args, &a.command)?;
     let timeout = a.timeout.as_deref().map(parse_duration).transpose()?;
-    // The warm path serves the profile as it is: any change to the sandbox
-    // itself (workspace, limits, network, mode) or to how it is kept needs
-    // a sandbox of its own.
+    // The warm path serves the profile as it is, with limits of the
+    // request's own: any other change to the sandbox (workspace, network,
+    // mode) or to how it is kept needs a sandbox made for it.
     let s = &a.sandbox;
     let warm_ok = !s.no_daemon
         && !phantom_runtime::exe_guard::is_reexec()
@@ -225,15 +235,18 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         && s.workspace.is_none()
         && s.mode.is_none()
         && s.network.is_none()
-        && s.memory.is_none()
-        && s.cpus.is_none()
-        && s.pids.is_none()
         && s.profile_path.is_none()
         && a.console_socket.is_none()
         && a.pid_file.is_none()
         && !a.detach
         && !a.keep
         && !stdin_is_tty();
+    if !warm_ok && !s.no_daemon {
+        tracing::debug!(
+            "cold path: this run needs a sandbox made for it (an id, --workspace, --network, \
+             --mode, --profile-path, a terminal, --detach, --keep, --pid-file or a console socket)"
+        );
+    }
     if warm_ok {
         let socket = phantom_zygote::socket_path(s.daemon_socket.as_deref());
         let profile = s.profile.as_deref().expect("caller checked --profile");
@@ -243,9 +256,20 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         };
         let copy_in: Option<&phantom_zygote::client::CopyIn<'_>> =
             s.copy_in.as_ref().map(|_| &copy as _);
-        if let Some(code) =
-            phantom_zygote::client::run_warm(&socket, profile, &command, &s.env, timeout, copy_in)?
-        {
+        let limits = limits(s)?;
+        let resources = (limits != Default::default()).then(|| {
+            serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))
+                .expect("resources serialise")
+        });
+        if let Some(code) = phantom_zygote::client::run_warm(
+            &socket,
+            profile,
+            &command,
+            &s.env,
+            timeout,
+            resources.as_ref(),
+            copy_in,
+        )? {
             return Ok(code);
         }
     }

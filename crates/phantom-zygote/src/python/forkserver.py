@@ -1,4 +1,4 @@
-# Phantom's Python fork server (docs/warm-pools.md).
+# Phantom's Python fork server (docs/daemon.md).
 #
 # Runs as `python3 -c <this source>` inside a warm "python-dev" sandbox. It pays
 # the interpreter start and the imports of $PHANTOM_PY_MODULES once, then forks

@@ -52,7 +52,14 @@ struct Pool {
     startup: f64,
     failures: u32,
     retry_at: Option<Instant>,
+    /// A refill waits until the request that took a zygote has started,
+    /// so that making the next one does not take its CPU.
+    refill_at: Option<Instant>,
 }
+
+/// How long a refill waits after a hand-out while the pool still has a
+/// zygote ready (an empty pool refills at once).
+const REFILL_DELAY: Duration = Duration::from_millis(30);
 
 /// Warm exec for one running sandbox: at most one process joined to it,
 /// started when an exec finds none, so the next one is warm.
@@ -139,6 +146,7 @@ impl Pools {
                 startup: 0.1,
                 failures: 0,
                 retry_at: None,
+                refill_at: None,
             })
             .collect();
         Ok(Arc::new(Pools {
@@ -197,6 +205,9 @@ impl Pools {
                 p.demand += 1;
                 if !p.ready.is_empty() {
                     got = Some(p.ready.remove(0));
+                    if !p.ready.is_empty() {
+                        p.refill_at = Some(Instant::now() + REFILL_DELAY);
+                    }
                 }
             }
         }
@@ -458,7 +469,17 @@ impl Pools {
     pub async fn manage(self: Arc<Self>) {
         let mut last_pss = Instant::now() - Duration::from_secs(60);
         loop {
-            let _ = tokio::time::timeout(Duration::from_millis(250), self.wake.notified()).await;
+            let next_refill = self
+                .lock()
+                .pools
+                .iter()
+                .filter_map(|p| p.refill_at)
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            let tick = next_refill.map_or(Duration::from_millis(250), |d| {
+                d.min(Duration::from_millis(250))
+            });
+            let _ = tokio::time::timeout(tick, self.wake.notified()).await;
             if last_pss.elapsed() > Duration::from_secs(10) {
                 last_pss = Instant::now();
                 self.measure_pss();
@@ -509,6 +530,10 @@ impl Pools {
                         .set(p.ready.len() as i64);
                     if p.retry_at.is_some_and(|t| t > now) {
                         continue;
+                    }
+                    match p.refill_at {
+                        Some(t) if t > now && !p.ready.is_empty() => continue,
+                        _ => p.refill_at = None,
                     }
                     while p.ready.len() + p.starting < p.target && total < cap {
                         p.starting += 1;
@@ -688,6 +713,7 @@ mod tests {
             startup,
             failures: 0,
             retry_at: None,
+            refill_at: None,
         }
     }
 

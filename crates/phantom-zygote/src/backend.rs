@@ -430,10 +430,11 @@ impl Backend for Subprocess {
             for e in &spec.env {
                 cmd.arg("-e").arg(e);
             }
-            // An id, too, asks for a sandbox of its own: name it only when
-            // limits make one necessary anyway. Cancellation does not need
+            // An id, too, asks for a sandbox of its own: name it only when a
+            // network of its own makes one necessary anyway (memory, cpus and
+            // pids travel with a warm request). Cancellation does not need
             // it: phantom kills the sandbox when it is interrupted.
-            if !limits.is_empty() {
+            if spec.limits.network.is_some() {
                 cmd.arg(&spec.id);
             }
             cmd.arg("--").args(&spec.argv);

@@ -342,6 +342,7 @@ pub(crate) fn serve_request(
         p.process.set_cwd(cwd.clone());
     }
     let program = super::setup::locate(&p)?;
-    super::setup::seal_fds(&p, keep)?;
+    // Signals were reset before the wait; only fds can have come since.
+    super::fds::close_from(3 + p.extra_fds, keep)?;
     super::setup::exec(&p, &program, &req.args)
 }

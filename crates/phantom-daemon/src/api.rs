@@ -61,7 +61,13 @@ pub struct Api {
     pub draining: AtomicBool,
     /// Requests being served (a drain waits for them).
     pub inflight: AtomicUsize,
+    /// Runs at once (`/v1/run`): each holds a sandbox, and a run that finds
+    /// the pool empty makes one.
+    pub runs: tokio::sync::Semaphore,
 }
+
+/// How many `/v1/run` requests may hold a sandbox at once.
+pub const MAX_RUNS: usize = 64;
 
 pub struct ApiError(StatusCode, String);
 
@@ -447,6 +453,12 @@ async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>
     let timeout = timeout_of(r.timeout_ms)?;
     let resources = run_limits(&r)?;
     api.check_profile(&r.profile)?;
+    let _slot = api.runs.try_acquire().map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_RUNS} runs are under way; try again when one ends"),
+        )
+    })?;
     let t0 = Instant::now();
     let own = resources.is_some();
     let python = phantom_zygote::python_serves(&r.argv) && !own;

@@ -111,6 +111,7 @@ async fn serve(
             registry: registry_path(&cfg),
             draining: AtomicBool::new(false),
             inflight: std::sync::atomic::AtomicUsize::new(0),
+            runs: tokio::sync::Semaphore::new(api::MAX_RUNS),
         })),
         None => None,
     };

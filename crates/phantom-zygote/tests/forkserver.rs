@@ -225,9 +225,15 @@ fn send_request(conn: &OwnedFd, payload: &[u8], fds: &[RawFd]) {
 
 fn read_reply(conn: &OwnedFd) -> Value {
     let mut buf = vec![0u8; 65536];
-    let n = recv(conn.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("receive the reply");
-    assert!(n > 0, "connection closed without a reply");
-    serde_json::from_slice(&buf[..n]).expect("reply is JSON")
+    loop {
+        let n = recv(conn.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("receive the reply");
+        assert!(n > 0, "connection closed without a reply");
+        let v: Value = serde_json::from_slice(&buf[..n]).expect("reply is JSON");
+        // `{"started": true}` comes first once the child is forked.
+        if v != json!({"started": true}) {
+            return v;
+        }
+    }
 }
 
 /// A request whose child is running.

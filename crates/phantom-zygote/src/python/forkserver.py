@@ -645,6 +645,9 @@ class _Server:
             os._exit(1)
         for fd in fds:          # the child has them; their EOF is the client's
             os.close(fd)
+        # As plain zygotes do: the program is under way (the daemon's spawn
+        # latency metric ends here).
+        self._reply(conn, {"started": True})
         timeout = req.get("timeout_ms")
         deadline = None if timeout is None else time.monotonic() + timeout / 1000.0
         r = _Request(conn, pid, private_dir, deadline)

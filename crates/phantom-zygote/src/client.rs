@@ -111,7 +111,7 @@ pub struct Finished {
     pub status: i32,
     /// Why the program could not start, if it could not.
     pub error: Option<String>,
-    /// From the request to the program running (plain zygotes say when).
+    /// From the request to the program running, as the zygote reports it.
     pub started_after: Option<Duration>,
 }
 

@@ -11,7 +11,7 @@
 //!   `{"error":TEXT}`; `{"op":"pools"}` -> the pool sizes.
 //! - client -> zygote at PATH (`SOCK_SEQPACKET`): `X{"args":[..],"env":[..],
 //!   "timeout_ms":N}` with fds 0, 1, 2 attached; the zygote answers
-//!   `{"started":true}` once the program runs (plain zygotes only), then
+//!   `{"started":true}` once the program runs (a fork server: once forked), then
 //!   `{"status":N}` (with `"error"` when it could not start) once it exited.
 //!   Closing the connection early kills the program's whole tree.
 

@@ -307,6 +307,9 @@ fn exec_warm(store: &StateStore, c: &cli::ExecCmd) -> Result<Option<i32>> {
         && a.cap.is_empty()
         && !a.no_new_privs
         && a.preserve_fds == 0
+        && a.apparmor.is_none()
+        && a.process_label.is_none()
+        && a.cgroup.is_none()
         && !a.command.is_empty();
     if !plain {
         return Ok(None);
@@ -314,9 +317,12 @@ fn exec_warm(store: &StateStore, c: &cli::ExecCmd) -> Result<Option<i32>> {
     let Ok(st) = container::state(store, &a.container_id) else {
         return Ok(None);
     };
-    if !st
-        .annotations
-        .contains_key(phantom_runtime::sandbox::PROFILE)
+    // A paused sandbox's warm exec is frozen with it: the cold path says
+    // what is wrong (or honours --ignore-paused).
+    if st.status != phantom_runtime::state::Status::Running
+        || !st
+            .annotations
+            .contains_key(phantom_runtime::sandbox::PROFILE)
     {
         return Ok(None);
     }

@@ -464,6 +464,19 @@ fn exec_in_a_sandbox_goes_warm_after_the_first() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"in\n").unwrap();
     drop(child.stdin.take());
     assert_eq!(stdout(&child.wait_with_output().unwrap()), "in\n");
+    // A paused sandbox is not exec'd into, warm or cold.
+    assert!(wait_until(Duration::from_secs(20), || d
+        .pool("_daemon", "warm_execs")
+        == 1));
+    assert!(d.run(&["pause", "wx"]).status.success());
+    let out = d.run(&["exec", "wx", "--", "true"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("paused"),
+        "{}",
+        describe(&out)
+    );
+    assert!(d.run(&["resume", "wx"]).status.success());
     let out = d.run(&["destroy", "wx"]);
     assert!(out.status.success(), "{}", describe(&out));
     // The sandbox's warm exec goes with it.

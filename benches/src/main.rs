@@ -370,9 +370,16 @@ fn run(args: &Args) -> Result<bool> {
         figures.push(netns::figure(counts.netns, counts.warmup));
     }
     figures.extend(
-        measure::footprint(&rts)
-            .into_iter()
-            .filter(|f| args.wanted(&f.id)),
+        measure::footprint(
+            &rts,
+            bundles
+                .path("seccomp")
+                .map(|b| format!("{b}/config.json"))
+                .as_deref(),
+            counts.netns.min(50),
+        )
+        .into_iter()
+        .filter(|f| args.wanted(&f.id)),
     );
     drop((daemon, forkserver));
     if exec::interrupted() {

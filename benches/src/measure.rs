@@ -462,8 +462,13 @@ pub fn throughput(ctx: &mut Ctx, total: usize, block: usize) -> Vec<Figure> {
     figures
 }
 
-/// Figures with one value per runtime, or not measurable yet.
-pub fn footprint(runtimes: &[Runtime]) -> Vec<Figure> {
+/// Figures with one value per runtime. `seccomp_config` is the config.json
+/// with Podman's seccomp profile; `iterations` of the AOT cache figure.
+pub fn footprint(
+    runtimes: &[Runtime],
+    seccomp_config: Option<&str>,
+    iterations: usize,
+) -> Vec<Figure> {
     let mut size = Figure::new(
         "binary-size",
         Section::Footprint,
@@ -474,7 +479,7 @@ pub fn footprint(runtimes: &[Runtime]) -> Vec<Figure> {
     let mut aot = Figure::new(
         "aot-cache",
         Section::Footprint,
-        "AOT policy cache: miss minus hit cost",
+        "AOT policy cache, Podman's seccomp profile: lookup on a miss (compile + store) minus on a hit (`phantom policy compile`, fresh vs primed PHANTOM_CACHE_DIR)",
         Unit::Ms,
         Vec::new(),
     );
@@ -487,17 +492,108 @@ pub fn footprint(runtimes: &[Runtime]) -> Vec<Figure> {
             c.samples.push(rt.binary_bytes as f64 / (1024.0 * 1024.0));
         }
         size.cells.push(c);
-        aot.cells.push(match (&rt.unavailable, rt.is_phantom) {
-            (Some(why), _) => Cell::new(&rt.name, Status::Unavailable, Some(why.clone())),
-            (None, true) => Cell::new(&rt.name, Status::Pending, Some("issue 7".into())),
-            (None, false) => Cell::new(&rt.name, Status::NotApplicable, None),
-        });
+        aot.cells
+            .push(match (&rt.unavailable, rt.is_phantom, seccomp_config) {
+                (Some(why), _, _) => Cell::new(&rt.name, Status::Unavailable, Some(why.clone())),
+                (None, true, Some(config)) => aot_cache(rt, config, iterations),
+                (None, true, None) => Cell::new(
+                    &rt.name,
+                    Status::Unavailable,
+                    Some("no seccomp bundle".into()),
+                ),
+                (None, false, _) => Cell::new(&rt.name, Status::NotApplicable, None),
+            });
     }
     vec![size, aot]
 }
 
+/// `cache lookup: miss in 134.3 µs` -> ("miss", 0.1343 ms).
+fn cache_lookup(text: &str) -> Option<(String, f64)> {
+    let line = text.lines().find(|l| l.starts_with("cache lookup:"))?;
+    let mut words = line["cache lookup:".len()..].split_whitespace();
+    let outcome = words.next()?.to_string();
+    let _in = words.next()?;
+    let value: f64 = words.next()?.parse().ok()?;
+    let ms = match words.next()? {
+        "µs" | "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "ns" => value / 1e6,
+        _ => return None,
+    };
+    Some((outcome, ms))
+}
+
+/// Per iteration: a fresh cache directory (a miss: compile and store),
+/// then the same directory again (a hit); the sample is the difference.
+fn aot_cache(rt: &Runtime, config: &str, iterations: usize) -> Cell {
+    let mut cell = Cell::new(&rt.name, Status::Ok, None);
+    let exe = rt.exe.to_string_lossy().into_owned();
+    let (mut misses, mut hits) = (Vec::new(), Vec::new());
+    for _ in 0..iterations.max(1) {
+        if interrupted() {
+            break;
+        }
+        let Ok(dir) = tempfile_dir() else {
+            cell.status = Status::Failed;
+            cell.note = Some("cannot make a cache directory".into());
+            return cell;
+        };
+        let run = || {
+            std::process::Command::new(&exe)
+                .args(["policy", "compile", config])
+                .env("PHANTOM_CACHE_DIR", &dir)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| cache_lookup(&String::from_utf8_lossy(&o.stdout)))
+        };
+        let first = run();
+        let second = run();
+        let _ = std::fs::remove_dir_all(&dir);
+        match (first, second) {
+            (Some((m, miss)), Some((h, hit))) if m == "miss" && h == "hit" => {
+                misses.push(miss);
+                hits.push(hit);
+                cell.samples.push(miss - hit);
+            }
+            other => {
+                cell.status = Status::Failed;
+                cell.note = Some(format!("unexpected cache outcomes {other:?}"));
+                return cell;
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    cell.note = Some(format!(
+        "miss {:.0} µs, hit {:.0} µs (medians)",
+        median(&mut misses) * 1000.0,
+        median(&mut hits) * 1000.0
+    ));
+    cell
+}
+
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("phantom-bench-cache-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir(&d)?;
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_the_cache_lookup_line() {
+        let t = "policy: x\ncache lookup: miss in 134.3 µs\ninstructions: 393 BPF\n";
+        assert_eq!(super::cache_lookup(t), Some(("miss".to_string(), 0.1343)));
+        assert_eq!(super::cache_lookup("nothing"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -400,7 +400,9 @@ impl Pools {
                     tracing::error!("zygote runner for {profile}: {e:#}");
                     eprintln!("phantom daemon: a zygote for {profile} did not start: {e:#}");
                 }
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                // A runner that is not ready may be stuck where it does not
+                // read its signals: SIGKILL; its sandbox is removed below.
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 match purpose {
                     Purpose::Pool(i) => {
                         let mut st = self.lock();

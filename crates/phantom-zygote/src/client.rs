@@ -17,7 +17,10 @@ use crate::wire::{connect_to, recv_json};
 pub fn daemon_request(socket: &Path, req: &Value) -> Result<Value> {
     let mut s = UnixStream::connect(socket)
         .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // The daemon answers from memory: a daemon that does not answer soon
+    // is treated as absent (the caller runs cold).
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
     // One write: the daemon reads a line, and one segment is cheaper.
     s.write_all(format!("{req}\n").as_bytes())
         .context("send to the daemon")?;

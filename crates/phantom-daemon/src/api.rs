@@ -552,12 +552,25 @@ async fn run_in(
         .map_err(|e| fail(e.into()))?
         .map_err(fail)?;
     let total = handed.elapsed();
-    let out = out_task
-        .await
-        .unwrap_or_else(|_| phantom_zygote::backend::empty());
-    let err = err_task
-        .await
-        .unwrap_or_else(|_| phantom_zygote::backend::empty());
+    // The program has exited; its output ends when the last holder of the
+    // pipes does. A process that left the request's group (setsid in a
+    // fork server's request) may keep them open: do not wait for it.
+    let collect = |task: tokio::task::JoinHandle<phantom_zygote::backend::Captured>| async move {
+        let abort = task.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(2), task).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(_)) => phantom_zygote::backend::empty(),
+            Err(_) => {
+                abort.abort();
+                phantom_zygote::backend::Captured {
+                    text: "[phantom: output not collected: a process left behind by the program still holds it open]".into(),
+                    truncated_bytes: 0,
+                }
+            }
+        }
+    };
+    let out = collect(out_task).await;
+    let err = collect(err_task).await;
     Ok((
         RunOut {
             exit_code: finished.status,

@@ -43,69 +43,47 @@ pub struct Lease {
     conn: OwnedFd,
 }
 
-/// Ask for a zygote of `profile` that can run `argv`. `Ok(Err(why))`
-/// when there is none (no daemon, no pool, pool empty).
+/// Ask for a zygote of `profile` that can run `argv`; `Err(why)` when
+/// there is none (no daemon, no pool, pool empty).
 pub fn acquire(
     socket: &Path,
     profile: &str,
     argv: &[String],
     need_own_sandbox: bool,
-) -> Result<std::result::Result<Lease, String>> {
+) -> std::result::Result<Lease, String> {
     // A request with files or limits of its own needs a plain zygote: a
     // Python fork server's sandbox is shared.
     let python = crate::python_serves(argv) && !need_own_sandbox;
-    let reply = match daemon_request(
+    lease(
         socket,
         &json!({"op": "acquire", "profile": profile, "python": python}),
-    ) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(format!("{e:#}"))),
-    };
-    let Some(path) = reply["zygote"].as_str() else {
-        return Ok(Err(reply["error"]
-            .as_str()
-            .unwrap_or("the daemon sent no zygote")
-            .to_string()));
-    };
-    let conn = match connect_to(Path::new(path)) {
-        Ok(fd) => fd,
-        Err(e) => return Ok(Err(format!("zygote {path}: {e:#}"))),
-    };
-    Ok(Ok(Lease {
-        socket: PathBuf::from(path),
-        workspace: reply["workspace"]
-            .as_str()
-            .filter(|w| !w.is_empty())
-            .map(PathBuf::from),
-        kind: reply["kind"].as_str().unwrap_or("zygote").to_string(),
-        conn,
-    }))
+    )
 }
 
-/// A warm exec in the running sandbox `id` (under `root`). `Ok(Err(why))`
-/// when the daemon has none ready; it then starts one for the next exec.
-pub fn acquire_exec(
-    socket: &Path,
-    root: &Path,
-    id: &str,
-) -> Result<std::result::Result<Lease, String>> {
-    let reply = match daemon_request(
+/// A warm exec in the running sandbox `id` (under `root`); `Err(why)`
+/// when the daemon has none ready (it then starts one for the next exec).
+pub fn acquire_exec(socket: &Path, root: &Path, id: &str) -> std::result::Result<Lease, String> {
+    lease(
         socket,
         &json!({"op": "acquire_exec", "id": id, "root": root}),
-    ) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(format!("{e:#}"))),
-    };
+    )
+}
+
+/// Send `req` to the daemon and connect to the zygote it names.
+fn lease(socket: &Path, req: &Value) -> std::result::Result<Lease, String> {
+    let reply = daemon_request(socket, req).map_err(|e| format!("{e:#}"))?;
     let Some(path) = reply["zygote"].as_str() else {
-        return Ok(Err(reply["error"]
+        return Err(reply["error"]
             .as_str()
             .unwrap_or("the daemon sent no zygote")
-            .to_string()));
+            .to_string());
     };
-    match Lease::connect(Path::new(path), "exec", None) {
-        Ok(l) => Ok(Ok(l)),
-        Err(e) => Ok(Err(format!("zygote {path}: {e:#}"))),
-    }
+    let workspace = reply["workspace"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .map(PathBuf::from);
+    let kind = reply["kind"].as_str().unwrap_or("zygote");
+    Lease::connect(Path::new(path), kind, workspace).map_err(|e| format!("zygote {path}: {e:#}"))
 }
 
 /// What a warm run reports.
@@ -245,7 +223,7 @@ pub fn run_warm(
     copy_in: Option<&CopyIn<'_>>,
 ) -> Result<Option<i32>> {
     let own = copy_in.is_some() || resources.is_some();
-    let lease = match acquire(socket, profile, command, own)? {
+    let lease = match acquire(socket, profile, command, own) {
         Ok(l) => l,
         Err(why) => {
             tracing::debug!("no warm zygote ({why}); cold path");

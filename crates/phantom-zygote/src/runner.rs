@@ -159,47 +159,18 @@ fn serve_plain(
         .filter_map(|ns| std::fs::File::open(format!("/proc/{}/ns/{ns}", z.pid())).ok())
         .collect();
     announce(workspace)?;
-    loop {
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => r?,
-        };
-        if readable(&fds[2]) {
-            bail!("the zygote died before any request");
-        }
-        if readable(&fds[1]) && told_to_stop(sfd) {
-            return Ok(0);
-        }
-        if readable(&fds[0]) {
-            break;
-        }
-    }
-    let conn = accept(listener.as_raw_fd()).context("accept")?;
-    // SAFETY: accept returned a new fd that only we own.
-    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
-    drop(listener);
-    let _ = std::fs::remove_file(path);
-    let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
-        // The client changed its mind (e.g. copying files in failed).
+    let conn = match wait_for_client(listener, path, sfd, &zfd)? {
+        Waited::Client(conn) => conn,
+        Waited::Stop => return Ok(0),
+        Waited::ZygoteDied => bail!("the zygote died before any request"),
+    };
+    // None: the client changed its mind (e.g. copying files in failed).
+    let Some(req) = receive(&conn)? else {
         return Ok(0);
     };
-    let req: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
-    let exec: ExecRequest = serde_json::from_value(req.clone()).context("malformed request")?;
-    let deadline = req["timeout_ms"]
-        .as_u64()
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
-    if fds.len() < 3 {
-        bail!("the request must carry stdin, stdout and stderr");
-    }
-    let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
     // Limits of this request (--memory, --cpus, --pids) on the zygote's own
     // cgroup, before the program starts.
-    if let Some(r) = req.get("resources").filter(|r| !r.is_null()) {
+    if let Some(r) = req.raw.get("resources").filter(|r| !r.is_null()) {
         let applied = serde_json::from_value::<oci_spec::runtime::LinuxResources>(r.clone())
             .map_err(|e| anyhow!("request resources: {e}"))
             .and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
@@ -211,7 +182,111 @@ fn serve_plain(
             return Ok(0);
         }
     }
-    if let Err(e) = z.exec(store, &exec, stdio) {
+    let started = z.exec(store, &req.exec, req.stdio());
+    let kill_all = || {
+        let _ = container::kill(store, &z.state.id, Signal::SIGKILL, true);
+        let _ = nix::sys::signal::kill(Pid::from_raw(z.pid()), Signal::SIGKILL);
+    };
+    run_request(&conn, req, started, z.pid(), &zfd, sfd, kill_all)
+}
+
+/// What waiting for the one client ended with.
+enum Waited {
+    Client(OwnedFd),
+    /// SIGTERM or SIGINT.
+    Stop,
+    ZygoteDied,
+}
+
+/// Wait until a client connects to `listener` (at `path`), we are told to
+/// stop, or the zygote behind `zfd` dies. A client's connection ends the
+/// listening: each zygote serves one.
+fn wait_for_client(
+    listener: OwnedFd,
+    path: &Path,
+    sfd: &SignalFd,
+    zfd: &OwnedFd,
+) -> Result<Waited> {
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
+        if readable(&fds[2]) {
+            return Ok(Waited::ZygoteDied);
+        }
+        if readable(&fds[1]) && told_to_stop(sfd) {
+            return Ok(Waited::Stop);
+        }
+        if readable(&fds[0]) {
+            break;
+        }
+    }
+    let conn = accept(listener.as_raw_fd()).context("accept")?;
+    drop(listener);
+    let _ = std::fs::remove_file(path);
+    // SAFETY: accept returned a new fd that only we own.
+    Ok(Waited::Client(unsafe { OwnedFd::from_raw_fd(conn) }))
+}
+
+/// A client's request: what to run, its deadline, and its stdio.
+struct Request {
+    exec: ExecRequest,
+    /// The whole message, for fields only some zygotes read.
+    raw: serde_json::Value,
+    deadline: Option<Instant>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Request {
+    fn stdio(&self) -> [std::os::fd::RawFd; 3] {
+        [
+            self.fds[0].as_raw_fd(),
+            self.fds[1].as_raw_fd(),
+            self.fds[2].as_raw_fd(),
+        ]
+    }
+}
+
+/// The request on `conn`; `None` when the client closed without one.
+fn receive(conn: &OwnedFd) -> Result<Option<Request>> {
+    let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
+        return Ok(None);
+    };
+    let raw: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
+    let exec: ExecRequest = serde_json::from_value(raw.clone()).context("malformed request")?;
+    let deadline = raw["timeout_ms"]
+        .as_u64()
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    if fds.len() < 3 {
+        bail!("the request must carry stdin, stdout and stderr");
+    }
+    Ok(Some(Request {
+        exec,
+        raw,
+        deadline,
+        fds,
+    }))
+}
+
+/// After the hand-over (`started`): report a program that could not start
+/// (127 when it does not exist, else 126), or say it started, wait for it
+/// and report its status.
+fn run_request(
+    conn: &OwnedFd,
+    req: Request,
+    started: phantom_runtime::error::Result<()>,
+    pid: i32,
+    zfd: &OwnedFd,
+    sfd: &SignalFd,
+    kill: impl Fn(),
+) -> Result<i32> {
+    if let Err(e) = started {
         let msg = e.to_string();
         let status = if msg.contains("not found") || msg.contains("no such file") {
             127
@@ -222,28 +297,24 @@ fn serve_plain(
         return Ok(0);
     }
     // Our copies of the caller's stdio must go, or its pipes never close.
-    drop(fds);
+    drop(req.fds);
     let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
-    let status = wait_program(store, z, &zfd, conn.as_fd(), sfd, deadline)?;
+    let status = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
     let _ = send_json(conn.as_raw_fd(), &json!({"status": status}));
     Ok(0)
 }
 
-/// Wait for the program; kill the whole sandbox if the client goes away,
-/// we are told to stop, or the deadline passes (then 124).
+/// Wait for the program `pid`; `kill` it (and what belongs to it) if the
+/// client goes away, we are told to stop, or the deadline passes (then
+/// 124).
 fn wait_program(
-    store: &StateStore,
-    z: &zygote::Zygote,
+    pid: i32,
     zfd: &OwnedFd,
     conn: std::os::fd::BorrowedFd<'_>,
     sfd: &SignalFd,
     deadline: Option<Instant>,
+    kill: impl Fn(),
 ) -> Result<i32> {
-    let pid = z.pid();
-    let kill_all = || {
-        let _ = container::kill(store, &z.state.id, Signal::SIGKILL, true);
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-    };
     let mut timed_out = false;
     loop {
         if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
@@ -255,7 +326,7 @@ fn wait_program(
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    kill_all();
+                    kill();
                     timed_out = true;
                     continue;
                 }
@@ -274,11 +345,11 @@ fn wait_program(
             r => r?,
         };
         if readable(&fds[0]) && told_to_stop(sfd) {
-            kill_all();
+            kill();
         }
         if readable(&fds[1]) {
             // The client is gone (Ctrl-C): nothing may keep running.
-            kill_all();
+            kill();
         }
     }
 }
@@ -399,91 +470,19 @@ fn serve_exec_zygote(
     let listener = listen_at(path)?;
     let zfd = pidfd_open(z.pid)?;
     announce("")?;
-    loop {
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => r?,
-        };
-        if readable(&fds[2]) {
-            // The sandbox ended (its pid namespace took the zygote along):
-            // nothing to report, the daemon drops the warm exec.
-            return Ok(0);
-        }
-        if readable(&fds[1]) && told_to_stop(sfd) {
-            return Ok(0);
-        }
-        if readable(&fds[0]) {
-            break;
-        }
-    }
-    let conn = accept(listener.as_raw_fd()).context("accept")?;
-    // SAFETY: accept returned a new fd that only we own.
-    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
-    drop(listener);
-    let _ = std::fs::remove_file(path);
-    let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
+    let conn = match wait_for_client(listener, path, sfd, &zfd)? {
+        Waited::Client(conn) => conn,
+        // The sandbox ended (its pid namespace took the zygote along):
+        // nothing to report, the daemon drops the warm exec.
+        Waited::Stop | Waited::ZygoteDied => return Ok(0),
+    };
+    let Some(req) = receive(&conn)? else {
         return Ok(0);
     };
-    let req: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
-    let exec: ExecRequest = serde_json::from_value(req.clone()).context("malformed request")?;
-    let deadline = req["timeout_ms"]
-        .as_u64()
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
-    if fds.len() < 3 {
-        bail!("the request must carry stdin, stdout and stderr");
-    }
-    let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
-    if let Err(e) = z.exec(&exec, stdio) {
-        let msg = e.to_string();
-        let status = if msg.contains("not found") || msg.contains("no such file") {
-            127
-        } else {
-            126
-        };
-        send_json(conn.as_raw_fd(), &json!({"status": status, "error": msg}))?;
-        return Ok(0);
-    }
-    drop(fds);
-    let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
-    let pid = z.pid;
-    let mut timed_out = false;
-    let status = loop {
-        if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            if let Some(c) = container::run::exit_status(ws) {
-                break if timed_out { 124 } else { c };
-            }
-        }
-        let timeout = match deadline.filter(|_| !timed_out) {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    timed_out = true;
-                    continue;
-                }
-                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
-            }
-            None => PollTimeout::NONE,
-        };
-        let mut fds = [
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(conn.as_fd(), PollFlags::POLLIN),
-            PollFd::new(zfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, timeout) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => r?,
-        };
-        if (readable(&fds[0]) && told_to_stop(sfd)) || readable(&fds[1]) {
-            // Told to stop, or the client is gone: the program goes too.
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+    let started = z.exec(&req.exec, req.stdio());
+    // Only the program goes: the sandbox is not ours.
+    let kill = || {
+        let _ = nix::sys::signal::kill(Pid::from_raw(z.pid), Signal::SIGKILL);
     };
-    let _ = send_json(conn.as_raw_fd(), &json!({"status": status}));
-    Ok(0)
+    run_request(&conn, req, started, z.pid, &zfd, sfd, kill)
 }

@@ -327,8 +327,7 @@ fn exec_warm(store: &StateStore, c: &cli::ExecCmd) -> Result<Option<i32>> {
         return Ok(None);
     }
     let socket = phantom_zygote::socket_path(c.daemon_socket.as_deref());
-    let lease = match phantom_zygote::client::acquire_exec(&socket, store.root(), &a.container_id)?
-    {
+    let lease = match phantom_zygote::client::acquire_exec(&socket, store.root(), &a.container_id) {
         Ok(l) => l,
         Err(why) => {
             tracing::debug!("no warm exec ({why}); cold path");

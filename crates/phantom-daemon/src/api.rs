@@ -387,23 +387,8 @@ struct RunReq {
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
 /// profile's own).
 fn run_limits(r: &RunReq) -> ApiResult<Option<Value>> {
-    let mut res = phantom_policy::profile::Resources::default();
-    if let Some(m) = &r.memory {
-        res.memory =
-            Some(phantom_zygote::parse_size(m).map_err(|e| bad(format!("memory: {e:#}")))?);
-    }
-    if let Some(c) = r.cpus {
-        if !(c > 0.0 && c.is_finite()) {
-            return Err(bad(format!("cpus {c}: must be a positive number of CPUs")));
-        }
-        res.cpu = Some(c);
-    }
-    if let Some(p) = r.pids {
-        if p < 1 {
-            return Err(bad(format!("pids {p}: must be at least 1")));
-        }
-        res.pids = Some(p);
-    }
+    let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
     if res == Default::default() {
         return Ok(None);
     }

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod client;
 pub mod files;
 pub mod keys;
+pub mod limits;
 pub mod runner;
 pub mod wire;
 

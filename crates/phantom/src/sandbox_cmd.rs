@@ -14,31 +14,6 @@ use phantom_runtime::state::StateStore;
 
 use crate::cli::SandboxArgs;
 
-/// `512MiB`, `1.5G`, `64m`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a size (e.g. 512MiB, 2G, 1048576)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => bail!("{s:?}: unknown size unit {other:?} (B, KiB, MiB, GiB, TiB)"),
-    };
-    let v = n * mult as f64;
-    if !(1.0..=1e18).contains(&v) {
-        bail!("{s:?} is not a usable size");
-    }
-    Ok(v as u64)
-}
-
 /// `30s`, `5m`, `1h`, `1.5s`, `250ms`, `10` (seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();
@@ -196,23 +171,7 @@ fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
 
 /// `--memory`, `--cpus` and `--pids`, checked.
 fn limits(args: &SandboxArgs) -> Result<phantom_policy::profile::Resources> {
-    let mut r = phantom_policy::profile::Resources::default();
-    if let Some(m) = &args.memory {
-        r.memory = Some(parse_size(m).context("--memory")?);
-    }
-    if let Some(c) = args.cpus {
-        if !(c > 0.0 && c.is_finite()) {
-            bail!("--cpus {c}: must be a positive number of CPUs");
-        }
-        r.cpu = Some(c);
-    }
-    if let Some(p) = args.pids {
-        if p < 1 {
-            bail!("--pids {p}: must be at least 1");
-        }
-        r.pids = Some(p);
-    }
-    Ok(r)
+    phantom_zygote::limits::check(args.memory.as_deref(), args.cpus, args.pids, "--")
 }
 
 fn stdin_is_tty() -> bool {
@@ -513,12 +472,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_size("1.5K").unwrap(), 1536);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
+    fn durations() {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

@@ -1,0 +1,82 @@
+//! Limits of one sandbox or request (memory, CPUs, pids), checked the same
+//! way whether they come from `phantom run` flags or the REST API.
+
+use anyhow::{anyhow, bail, Context, Result};
+use phantom_policy::profile::Resources;
+
+/// A memory size: `512MiB`, `1.5G`, `64m`, `1048576`.
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size (e.g. 512MiB, 2G, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => bail!("{s:?}: unknown size unit {other:?} (B, KiB, MiB, GiB, TiB)"),
+    };
+    let v = n * mult as f64;
+    if !(1.0..=1e18).contains(&v) {
+        bail!("{s:?} is not a usable size");
+    }
+    Ok(v as u64)
+}
+
+/// The limits given (unset ones stay `None`: the profile's own apply).
+/// Errors name the field as `{prefix}memory` etc. (`--` for flags).
+pub fn check(
+    memory: Option<&str>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
+    prefix: &str,
+) -> Result<Resources> {
+    let mut r = Resources::default();
+    if let Some(m) = memory {
+        r.memory = Some(parse_memory(m).with_context(|| format!("{prefix}memory"))?);
+    }
+    if let Some(c) = cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            bail!("{prefix}cpus {c}: must be a positive number of CPUs");
+        }
+        r.cpu = Some(c);
+    }
+    if let Some(p) = pids {
+        if p < 1 {
+            bail!("{prefix}pids {p}: must be at least 1");
+        }
+        r.pids = Some(p);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_limits() {
+        assert_eq!(parse_memory("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_memory("1.5K").unwrap(), 1536);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("5 parsecs").is_err());
+        assert!(parse_memory("0").is_err());
+        let e = check(Some("x"), None, None, "--").unwrap_err();
+        assert!(format!("{e:#}").starts_with("--memory: "), "{e:#}");
+        let e = check(None, Some(0.0), None, "").unwrap_err();
+        assert_eq!(e.to_string(), "cpus 0: must be a positive number of CPUs");
+        assert!(check(None, None, Some(0), "--").is_err());
+        let r = check(Some("64m"), Some(1.5), Some(10), "").unwrap();
+        assert_eq!(
+            (r.memory, r.cpu, r.pids),
+            (Some(64 << 20), Some(1.5), Some(10))
+        );
+    }
+}

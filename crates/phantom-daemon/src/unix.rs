@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::PoolKind;
@@ -58,8 +58,6 @@ async fn handle(conn: UnixStream, pools: &Arc<Pools>) -> Result<()> {
     w.write_all(format!("{reply}\n").as_bytes()).await?;
     Ok(())
 }
-
-use tokio::io::AsyncReadExt as _;
 
 fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
     match req["op"].as_str() {

@@ -1,13 +1,14 @@
 //! Hook mode: record what a hook receives.
 //!
 //! ```text
-//! rst-checker hook --log FILE --name NAME [--exit CODE] [--sleep SECS] [ARGS...]
+//! rst-checker hook --log FILE --name NAME [--delay-ms MS] [--exit CODE] [--sleep SECS] [ARGS...]
 //! ```
 //!
 //! Appends one JSON object per call to FILE: the hook name, the state read
 //! from stdin (config.md: "the state of the container MUST be passed to
 //! hooks over stdin"), argv, environment, the hook's pid and its mount and
-//! pid namespace inodes. Then sleeps SECS (for timeout tests) and exits
+//! pid namespace inodes. `--delay-ms` waits before all that (a slow hook,
+//! for ordering tests). Then sleeps SECS (for timeout tests) and exits
 //! with CODE (for failure tests).
 
 use std::io::{Read, Write};
@@ -22,6 +23,7 @@ pub fn main(args: &[String]) -> i32 {
     let mut name = String::new();
     let mut exit = 0;
     let mut sleep = 0u64;
+    let mut delay_ms = 0u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -29,9 +31,11 @@ pub fn main(args: &[String]) -> i32 {
             "--name" => name = it.next().cloned().unwrap_or_default(),
             "--exit" => exit = it.next().and_then(|s| s.parse().ok()).unwrap_or(1),
             "--sleep" => sleep = it.next().and_then(|s| s.parse().ok()).unwrap_or(0),
+            "--delay-ms" => delay_ms = it.next().and_then(|s| s.parse().ok()).unwrap_or(0),
             _ => {}
         }
     }
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
     let Some(log) = log else {
         eprintln!("rst-checker hook: --log is required");
         return 2;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! rst-checker check SPEC HOST           one line per check (see outcome.rs)
-//! rst-checker hook --log F --name N [--exit CODE] [--sleep SECS] [ARGS...]
+//! rst-checker hook --log F --name N [--delay-ms MS] [--exit CODE] [--sleep SECS] [ARGS...]
 //! ```
 //!
 //! `SPEC` is the bundle's config.json (the runner copies it into the
@@ -231,7 +231,7 @@ pub fn main(args: &[String]) -> i32 {
         _ => {
             eprintln!(
                 "usage: rst-checker check SPEC HOST | hook --log FILE --name NAME \
-                 [--exit CODE] [--sleep SECS] [ARGS...] | names"
+                 [--delay-ms MS] [--exit CODE] [--sleep SECS] [ARGS...] | names"
             );
             2
         }

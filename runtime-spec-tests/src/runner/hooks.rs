@@ -138,6 +138,18 @@ fn main_names() -> Vec<String> {
     v
 }
 
+/// The extra arguments of each hook in `all_hooks`. The startContainer hook
+/// is slow: poststart must still come after it, since poststart runs once
+/// the program was executed (runtime.md "Lifecycle"), which waits for the
+/// startContainer hooks.
+fn main_hook_args(kind: &str) -> &'static [&'static str] {
+    if kind == "startContainer" {
+        &["--delay-ms", "300", "an arg", "--"]
+    } else {
+        &["an arg", "--"]
+    }
+}
+
 /// One container with every hook kind.
 fn all_hooks(ctx: &mut Ctx, rec: &mut Rec) {
     let names = main_names();
@@ -150,7 +162,7 @@ fn all_hooks(ctx: &mut Ctx, rec: &mut Rec) {
         Err(e) => return fail_all(rec, &names, &e),
     };
     for (kind, _) in KINDS {
-        b.config["hooks"][kind] = json!([hd.hook(kind, &["an arg", "--"], Some(10))]);
+        b.config["hooks"][kind] = json!([hd.hook(kind, main_hook_args(kind), Some(10))]);
     }
     b.config["process"]["args"] = json!(["true"]);
     let id = ctx.id("hooks");
@@ -257,7 +269,7 @@ fn all_hooks(ctx: &mut Ctx, rec: &mut Rec) {
     let mut env_problems = Vec::new();
     for r in &records {
         let kind = r["name"].as_str().unwrap_or("?");
-        let want = hd.hook(kind, &["an arg", "--"], Some(10));
+        let want = hd.hook(kind, main_hook_args(kind), Some(10));
         if r["argv"] != want["args"] {
             arg_problems.push(format!("{kind}: argv {}, want {}", r["argv"], want["args"]));
         }

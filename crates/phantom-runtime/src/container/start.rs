@@ -28,6 +28,11 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
     )
     .ctx(|| format!("open {}", fifo.display()))?;
     let pid = st.pid.unwrap_or(0);
+    // Init writes one byte once we opened the fifo, then keeps its end
+    // open through the startContainer hooks until execve closes it. The
+    // end of file is what says the program runs: poststart must come after
+    // it (runtime.md "Lifecycle", steps 9 to 11).
+    let mut released = false;
     loop {
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         let n = poll(&mut fds, PollTimeout::from(100u16)).or_else(|e| {
@@ -41,19 +46,28 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
         if n > 0 {
             let mut b = [0u8; 1];
             match nix::unistd::read(&fd, &mut b) {
-                Ok(1) => break,
+                Ok(1) => released = true,
+                // No writer: before init opened its end, or after it exec'd.
+                Ok(_) if released => break,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(Error::sys(format!("read {}", fifo.display()), e)),
             }
         }
         if !crate::proc_info::is_alive(pid, st.init_start_time) {
+            if released {
+                // It was released and exited (a failed startContainer hook
+                // or exec, or a program that already finished).
+                break;
+            }
             return Err(Error::WrongState {
                 id: id.to_string(),
                 status: "stopped".into(),
                 action: "its init exited before start".into(),
             });
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if !released {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let _ = std::fs::remove_file(&fifo);
     st.status = Status::Running;

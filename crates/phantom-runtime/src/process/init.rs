@@ -191,14 +191,17 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     chan.send(&Msg::Ready)?;
 
     // From here on `phantom create` is gone: report on stderr instead.
-    let started = wait_for_start(plan.state_dir).and_then(|()| match hooks.start_container() {
+    // The fifo stays open for writing until execve closes it (O_CLOEXEC):
+    // `start` waits for that end of file, so that poststart hooks run
+    // after startContainer hooks and the exec (runtime.md "Lifecycle").
+    let started = wait_for_start(plan.state_dir).and_then(|fifo| match hooks.start_container() {
         Some(h) => {
             let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
-            crate::hooks::run_all(h, "startContainer", state.as_bytes())
+            crate::hooks::run_all(h, "startContainer", state.as_bytes()).map(|()| fifo)
         }
-        None => Ok(()),
+        None => Ok(fifo),
     });
-    let err = match started.and_then(|()| super::setup::exec(&plan.process, &program, &args)) {
+    let err = match started.and_then(|_fifo| super::setup::exec(&plan.process, &program, &args)) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -207,9 +210,10 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     unsafe { libc::_exit(127) }
 }
 
-/// Block until `start` opens the other end of exec.fifo. The fifo is
-/// reached through the state directory's fd: it is not inside the rootfs.
-fn wait_for_start(state_dir: RawFd) -> Result<()> {
+/// Block until `start` opens the other end of exec.fifo, and return our
+/// end, which the caller keeps open until exec. The fifo is reached
+/// through the state directory's fd: it is not inside the rootfs.
+fn wait_for_start(state_dir: RawFd) -> Result<OwnedFd> {
     let fd = loop {
         // SAFETY: valid dir fd and name; blocks until a reader opens the fifo.
         let fd = unsafe {
@@ -230,7 +234,7 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
     // SAFETY: fresh fd, owned here.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
-    Ok(())
+    Ok(fd)
 }
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh, empty session

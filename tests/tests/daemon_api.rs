@@ -420,6 +420,24 @@ impl Daemon {
         r
     }
 
+    /// A request on a sandbox's files API (`{base}/files...`) with
+    /// `X-API-Key: key`; a body goes up as raw bytes, as a client sends a file.
+    #[track_caller]
+    fn files(&self, method: &str, path: &str, key: &str, body: Option<&[u8]>) -> Resp {
+        self.req(
+            method,
+            path,
+            Auth::Header(key),
+            body.map(|b| ("application/octet-stream", b)),
+        )
+    }
+
+    /// `POST {base}/exec` with a JSON body.
+    #[track_caller]
+    fn exec(&self, base: &str, key: &str, body: &Value) -> Resp {
+        self.call("POST", &format!("{base}/exec"), key, Some(body))
+    }
+
     /// Ready zygotes of `profile`, from GET /v1/pools or else from the
     /// socket protocol's `daemon --status`. Asks with key B, so that polling
     /// never spends key A's rate-limit tokens.
@@ -1403,19 +1421,18 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     );
 
     // A file in, read by exec from /workspace.
-    d.req(
+    d.files(
         "PUT",
         &format!("{base}/files/dir/in.txt"),
-        Auth::Header(KEY_A),
-        Some(("application/octet-stream", b"hello from PUT\n")),
+        KEY_A,
+        Some(b"hello from PUT\n"),
     )
     .expect(204);
     let v = check_outcome(
-        &d.call(
-            "POST",
-            &format!("{base}/exec"),
+        &d.exec(
+            &base,
             KEY_A,
-            Some(&json!({"argv": ["cat", "/workspace/dir/in.txt"]})),
+            &json!({"argv": ["cat", "/workspace/dir/in.txt"]}),
         ),
         false,
     );
@@ -1423,14 +1440,13 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     assert_eq!(v["exit_code"], 0, "{v}");
     // exec with env, stdin and a status.
     let v = check_outcome(
-        &d.call(
-            "POST",
-            &format!("{base}/exec"),
+        &d.exec(
+            &base,
             KEY_A,
-            Some(&json!({
+            &json!({
                 "argv": ["sh", "-c", "echo $K; cat; exit 5"],
                 "env": ["K=V2"], "stdin": "in\n", "timeout_ms": 30000
-            })),
+            }),
         ),
         false,
     );
@@ -1441,22 +1457,16 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     );
     // Files written by exec come out; state persists across execs.
     let v = check_outcome(
-        &d.call(
-            "POST",
-            &format!("{base}/exec"),
+        &d.exec(
+            &base,
             KEY_A,
-            Some(&json!({"argv": ["sh", "-c",
-                "cd /workspace && echo written > out.txt && mkdir -p sub && printf 12345 > sub/y && ln -s / rootlink && ln -s /tmp tmplink && ln -s dir inlink"]})),
+            &json!({"argv": ["sh", "-c",
+                "cd /workspace && echo written > out.txt && mkdir -p sub && printf 12345 > sub/y && ln -s / rootlink && ln -s /tmp tmplink && ln -s dir inlink"]}),
         ),
         false,
     );
     assert_eq!(v["exit_code"], 0, "{v}");
-    let r = d.req(
-        "GET",
-        &format!("{base}/files/out.txt"),
-        Auth::Header(KEY_A),
-        None,
-    );
+    let r = d.files("GET", &format!("{base}/files/out.txt"), KEY_A, None);
     r.expect(200);
     assert_eq!(r.body, b"written\n", "{r}");
     assert!(
@@ -1465,35 +1475,15 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
             .starts_with("application/octet-stream"),
         "{r}"
     );
-    d.req(
-        "GET",
-        &format!("{base}/files/dir/in.txt"),
-        Auth::Header(KEY_A),
-        None,
-    )
-    .expect(200);
-    d.req(
-        "GET",
-        &format!("{base}/files/no-such-file"),
-        Auth::Header(KEY_A),
-        None,
-    )
-    .expect_error(404);
+    d.files("GET", &format!("{base}/files/dir/in.txt"), KEY_A, None)
+        .expect(200);
+    d.files("GET", &format!("{base}/files/no-such-file"), KEY_A, None)
+        .expect_error(404);
     // Binary content round-trips byte for byte.
     let blob: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
-    d.req(
-        "PUT",
-        &format!("{base}/files/bin/blob"),
-        Auth::Header(KEY_A),
-        Some(("application/octet-stream", &blob)),
-    )
-    .expect(204);
-    let r = d.req(
-        "GET",
-        &format!("{base}/files/bin/blob"),
-        Auth::Header(KEY_A),
-        None,
-    );
+    d.files("PUT", &format!("{base}/files/bin/blob"), KEY_A, Some(&blob))
+        .expect(204);
+    let r = d.files("GET", &format!("{base}/files/bin/blob"), KEY_A, None);
     r.expect(200);
     assert!(
         r.body == blob,
@@ -1501,31 +1491,20 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
         r.body.len()
     );
     // An overwrite replaces the content.
-    d.req(
-        "PUT",
-        &format!("{base}/files/out.txt"),
-        Auth::Header(KEY_A),
-        Some(("application/octet-stream", b"new")),
-    )
-    .expect(204);
+    d.files("PUT", &format!("{base}/files/out.txt"), KEY_A, Some(b"new"))
+        .expect(204);
     let v = check_outcome(
-        &d.call(
-            "POST",
-            &format!("{base}/exec"),
+        &d.exec(
+            &base,
             KEY_A,
-            Some(&json!({"argv": ["cat", "/workspace/out.txt"]})),
+            &json!({"argv": ["cat", "/workspace/out.txt"]}),
         ),
         false,
     );
     assert_eq!(v["stdout"], "new", "{v}");
 
     // Listings.
-    let r = d.req(
-        "GET",
-        &format!("{base}/files?path=sub"),
-        Auth::Header(KEY_A),
-        None,
-    );
+    let r = d.files("GET", &format!("{base}/files?path=sub"), KEY_A, None);
     r.expect(200);
     let e = r.json()["entries"].as_array().cloned().unwrap_or_default();
     assert_eq!(e.len(), 1, "{r}");
@@ -1535,12 +1514,7 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
         (&json!("file"), &json!(5)),
         "{r}"
     );
-    let r = d.req(
-        "GET",
-        &format!("{base}/files?path=."),
-        Auth::Header(KEY_A),
-        None,
-    );
+    let r = d.files("GET", &format!("{base}/files?path=."), KEY_A, None);
     r.expect(200);
     let e = r.json()["entries"].as_array().cloned().unwrap_or_default();
     let kind = |name: &str| {
@@ -1562,10 +1536,10 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     for x in &e {
         assert!(x["size"].is_u64(), "entry without a size: {x}\n{r}");
     }
-    d.req(
+    d.files(
         "GET",
         &format!("{base}/files?path=no-such-dir"),
-        Auth::Header(KEY_A),
+        KEY_A,
         None,
     )
     .expect_error(404);
@@ -1584,12 +1558,7 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
         format!("{base}/files/rootlink/tmp/{marker}"),
     ];
     for p in &bad_puts {
-        let r = d.req(
-            "PUT",
-            p,
-            Auth::Header(KEY_A),
-            Some(("application/octet-stream", b"escaped")),
-        );
+        let r = d.files("PUT", p, KEY_A, Some(b"escaped"));
         let escaped = host_marker.exists();
         let _ = fs::remove_file(&host_marker);
         assert!(
@@ -1610,7 +1579,7 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
         format!("{base}/files?path=rootlink/etc"),
     ];
     for p in &bad_gets {
-        let r = d.req("GET", p, Auth::Header(KEY_A), None);
+        let r = d.files("GET", p, KEY_A, None);
         assert!(
             !r.text().contains("root:x:0:0"),
             "GET {p} served the host's /etc/passwd\n{r}"
@@ -1618,12 +1587,7 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
         r.expect_error(400);
     }
     // A doubled slash never reaches the host root either.
-    let r = d.req(
-        "GET",
-        &format!("{base}/files//etc/passwd"),
-        Auth::Header(KEY_A),
-        None,
-    );
+    let r = d.files("GET", &format!("{base}/files//etc/passwd"), KEY_A, None);
     assert!(
         r.status != 200 && !r.text().contains("root:x:0:0"),
         "GET {base}/files//etc/passwd\n{r}"
@@ -1634,34 +1598,19 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     r.expect(200);
     assert_eq!(r.json()["sandboxes"], json!([]), "{r}");
     d.call("GET", &base, KEY_B, None).expect_error(404);
-    d.call(
-        "POST",
-        &format!("{base}/exec"),
-        KEY_B,
-        Some(&json!({"argv": ["true"]})),
-    )
-    .expect_error(404);
-    d.req(
-        "GET",
-        &format!("{base}/files/out.txt"),
-        Auth::Header(KEY_B),
-        None,
-    )
-    .expect_error(404);
-    d.req(
+    d.exec(&base, KEY_B, &json!({"argv": ["true"]}))
+        .expect_error(404);
+    d.files("GET", &format!("{base}/files/out.txt"), KEY_B, None)
+        .expect_error(404);
+    d.files(
         "PUT",
         &format!("{base}/files/from-b.txt"),
-        Auth::Header(KEY_B),
-        Some(("application/octet-stream", b"b")),
+        KEY_B,
+        Some(b"b"),
     )
     .expect_error(404);
-    d.req(
-        "GET",
-        &format!("{base}/files?path=."),
-        Auth::Header(KEY_B),
-        None,
-    )
-    .expect_error(404);
+    d.files("GET", &format!("{base}/files?path=."), KEY_B, None)
+        .expect_error(404);
     d.call("DELETE", &base, KEY_B, None).expect_error(404);
     d.call("GET", &base, KEY_A, None).expect(200);
 
@@ -1702,13 +1651,8 @@ fn sandbox_lifecycle_files_exec_and_key_isolation() {
     d.call("DELETE", &base, KEY_A, None).expect(204);
     d.call("GET", &base, KEY_A, None).expect_error(404);
     d.call("DELETE", &base, KEY_A, None).expect_error(404);
-    d.call(
-        "POST",
-        &format!("{base}/exec"),
-        KEY_A,
-        Some(&json!({"argv": ["true"]})),
-    )
-    .expect_error(404);
+    d.exec(&base, KEY_A, &json!({"argv": ["true"]}))
+        .expect_error(404);
     let r = d.call("GET", "/v1/sandboxes", KEY_A, None);
     let ids: Vec<Value> = r.json()["sandboxes"]
         .as_array()

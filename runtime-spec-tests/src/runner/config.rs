@@ -416,38 +416,22 @@ fn prep_fs(ctx: &mut Ctx, b: &mut Bundle, _p: &mut Prep) -> Result<(), String> {
     fs::create_dir_all(&src).map_err(io)?;
     fs::write(src.join("file"), "from the host").map_err(io)?;
 
-    set_caps(
-        b,
-        &[
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FOWNER",
-            "CAP_FSETID",
-            "CAP_KILL",
-            "CAP_MKNOD",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETPCAP",
-            "CAP_SYS_CHROOT",
-            "CAP_AUDIT_WRITE",
-        ],
-        &[
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FOWNER",
-            "CAP_FSETID",
-            "CAP_KILL",
-            "CAP_MKNOD",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETPCAP",
-            "CAP_SYS_CHROOT",
-            "CAP_AUDIT_WRITE",
-        ],
-        &["CAP_KILL"],
-    );
+    // The bounding set is also what the process holds (effective, permitted).
+    const HELD: &[&str] = &[
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_MKNOD",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_SYS_CHROOT",
+        "CAP_AUDIT_WRITE",
+    ];
+    set_caps(b, HELD, HELD, &["CAP_KILL"]);
     let c = &mut b.config;
     c["process"]["noNewPrivileges"] = json!(false);
     if let Some(m) = c["mounts"].as_array_mut() {

@@ -107,33 +107,11 @@ impl Lease {
         })
     }
 
-    /// Hand over argv with `stdio` as its stdin, stdout and stderr. The
-    /// caller closes its copies of `stdio` afterwards, or its pipes never
-    /// end.
-    pub fn start(
-        &self,
-        argv: &[String],
-        env: &[String],
-        timeout: Option<Duration>,
-        stdio: [RawFd; 3],
-    ) -> Result<Instant> {
-        self.start_in(argv, env, None, timeout, stdio)
-    }
-
-    /// `start` with a working directory (default: the process's own).
-    pub fn start_in(
-        &self,
-        argv: &[String],
-        env: &[String],
-        cwd: Option<&Path>,
-        timeout: Option<Duration>,
-        stdio: [RawFd; 3],
-    ) -> Result<Instant> {
-        self.start_with(argv, env, cwd, timeout, None, stdio)
-    }
-
-    /// `start_in` with limits (OCI `LinuxResources` JSON) for the zygote's
-    /// cgroup; plain zygotes only.
+    /// Hand over argv with `stdio` as its stdin, stdout and stderr, in `cwd`
+    /// (default: the zygote's own) and with `resources` (OCI
+    /// `LinuxResources` JSON, plain zygotes only) for the zygote's cgroup.
+    /// The caller closes its copies of `stdio` afterwards, or its pipes
+    /// never end.
     pub fn start_with(
         &self,
         argv: &[String],
@@ -181,7 +159,8 @@ impl Lease {
         }
     }
 
-    /// `start_in` then `wait`, with stdio that stays ours (e.g. 0, 1, 2).
+    /// `start_with` (no limits) then `wait`, with stdio that stays ours
+    /// (e.g. 0, 1, 2).
     pub fn run_in(
         &self,
         argv: &[String],
@@ -190,19 +169,7 @@ impl Lease {
         timeout: Option<Duration>,
         stdio: [RawFd; 3],
     ) -> Result<Finished> {
-        let t0 = self.start_in(argv, env, cwd, timeout, stdio)?;
-        self.wait(t0)
-    }
-
-    /// `start` then `wait`, with stdio that stays ours (e.g. 0, 1, 2).
-    pub fn run(
-        &self,
-        argv: &[String],
-        env: &[String],
-        timeout: Option<Duration>,
-        stdio: [RawFd; 3],
-    ) -> Result<Finished> {
-        let t0 = self.start(argv, env, timeout, stdio)?;
+        let t0 = self.start_with(argv, env, cwd, timeout, None, stdio)?;
         self.wait(t0)
     }
 }

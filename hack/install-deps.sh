@@ -5,22 +5,7 @@ set -euo pipefail
 
 pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev python3 golang-go
       golang-github-containers-common iproute2 util-linux procps file)
-missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "install-deps: need root to install: ${missing[*]}" >&2
-		exit 1
-	fi
-	echo "install-deps: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
-		apt-get update -qq
-		apt-get install -y -qq "${missing[@]}"
-	}
-fi
+"$(dirname "$0")/apt-ensure.sh" install-deps "${pkgs[@]}"
 
 if ! command -v cargo >/dev/null 2>&1; then
 	if [[ -x $HOME/.cargo/bin/cargo ]]; then

@@ -31,10 +31,7 @@ if ! is_static; then
 		exit 1
 	fi
 	# Quiet: success must print nothing but the path.
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null 2>&1 || {
-		apt-get update -qq >/dev/null 2>&1
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
-	}
+	"$(dirname "$0")/apt-ensure.sh" --quiet "$0" busybox-static
 fi
 
 mkdir -p "$rootfs"

@@ -13,24 +13,9 @@ set -euo pipefail
 
 pkgs=(podman conmon containerd golang-github-containers-common crun runc
       busybox-static util-linux tar)
-missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "setup: need root to install: ${missing[*]}" >&2
-		exit 1
-	fi
-	echo "setup: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	# No recommends: they would pull in buildah, slirp4netns, fuse-overlayfs,
-	# dbus and CNI, none of which the tests use.
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${missing[@]}"
-	}
-fi
+# No recommends: they would pull in buildah, slirp4netns, fuse-overlayfs,
+# dbus and CNI, none of which the tests use.
+"$(dirname "$0")/../hack/apt-ensure.sh" --no-recommends setup "${pkgs[@]}"
 
 # crun 1.8.1 refuses a hybrid cgroup host whose cgroup2 mount still holds a
 # controller ("cgroups in hybrid mode not supported"); on Debian 12 VMs

@@ -14,7 +14,7 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import mcp.client.session
 fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "setup-venv: python3-venv is missing; installing it" >&2
-    apt-get install -y python3-venv >/dev/null
+    "$root/hack/apt-ensure.sh" --quiet setup-venv python3-venv
 fi
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp>=1.9'

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use phantom_tests::{describe, require_root, runtime_binary, stdout, wait_until, Runtime};
+use phantom_tests::{describe, require_root, runtime_binary, stderr, stdout, wait_until, Runtime};
 
 struct Daemon {
     rt: Runtime,
@@ -98,6 +98,14 @@ impl Drop for Daemon {
     }
 }
 
+/// `--debug run --profile python-dev -- CMD...`: a run that says on stderr
+/// which path it took.
+fn debug_run<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--debug", "run", "--profile", "python-dev", "--"];
+    v.extend_from_slice(cmd);
+    v
+}
+
 fn entries(p: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(p)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -111,16 +119,7 @@ fn warm_and_cold_give_the_same_results_and_sigterm_cleans_up() {
         return;
     };
     let script = "echo out; echo err >&2; pwd; exit 3";
-    let warm = d.run(&[
-        "--debug",
-        "run",
-        "--profile",
-        "python-dev",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let warm = d.run(&debug_run(&["sh", "-c", script]));
     let cold = d.run(&[
         "run",
         "--no-daemon",
@@ -131,11 +130,7 @@ fn warm_and_cold_give_the_same_results_and_sigterm_cleans_up() {
         "-c",
         script,
     ]);
-    assert!(
-        String::from_utf8_lossy(&warm.stderr).contains("warm path"),
-        "{}",
-        describe(&warm)
-    );
+    assert!(stderr(&warm).contains("warm path"), "{}", describe(&warm));
     assert_eq!(warm.status.code(), Some(3), "{}", describe(&warm));
     assert_eq!(warm.status.code(), cold.status.code());
     assert_eq!(stdout(&warm), stdout(&cold));
@@ -222,21 +217,9 @@ fn a_dead_zygote_is_replaced_and_no_daemon_means_cold() {
     assert_eq!(stdout(&out), "after\n", "{}", describe(&out));
     d.stop();
     // Without a daemon, run falls back to the cold path and says so with --debug.
-    let out = d.run(&[
-        "--debug",
-        "run",
-        "--profile",
-        "python-dev",
-        "--",
-        "echo",
-        "cold",
-    ]);
+    let out = d.run(&debug_run(&["echo", "cold"]));
     assert_eq!(stdout(&out), "cold\n", "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cold path"),
-        "{}",
-        describe(&out)
-    );
+    assert!(stderr(&out).contains("cold path"), "{}", describe(&out));
     assert!(
         wait_until(Duration::from_secs(10), || entries(d.rt.root()).is_empty()),
         "{:?}",
@@ -263,19 +246,10 @@ print(random.random())\n\
 print(os.getcwd())";
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let out = d.run(&[
-            "--debug",
-            "run",
-            "--profile",
-            "python-dev",
-            "--",
-            "python3",
-            "-c",
-            code,
-        ]);
+        let out = d.run(&debug_run(&["python3", "-c", code]));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("warm path: python"),
+            stderr(&out).contains("warm path: python"),
             "{}",
             describe(&out)
         );
@@ -349,20 +323,12 @@ print(os.getcwd())";
         "1/0",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ZeroDivisionError"));
+    assert!(stderr(&out).contains("ZeroDivisionError"));
     // Other programs are not the fork server's: without a plain pool they
     // take the cold path.
-    let out = d.run(&[
-        "--debug",
-        "run",
-        "--profile",
-        "python-dev",
-        "--",
-        "echo",
-        "plain",
-    ]);
+    let out = d.run(&debug_run(&["echo", "plain"]));
     assert_eq!(stdout(&out), "plain\n", "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cold path"));
+    assert!(stderr(&out).contains("cold path"));
 }
 
 #[test]
@@ -419,11 +385,7 @@ fn exec_in_a_sandbox_goes_warm_after_the_first() {
     };
     // The first exec is cold and has the daemon start a warm one.
     let cold = exec(&[]);
-    assert!(
-        String::from_utf8_lossy(&cold.stderr).contains("cold path"),
-        "{}",
-        describe(&cold)
-    );
+    assert!(stderr(&cold).contains("cold path"), "{}", describe(&cold));
     assert!(
         wait_until(Duration::from_secs(20), || d.pool("_daemon", "warm_execs")
             == 1),
@@ -431,7 +393,7 @@ fn exec_in_a_sandbox_goes_warm_after_the_first() {
     );
     let warm = exec(&[]);
     assert!(
-        String::from_utf8_lossy(&warm.stderr).contains("warm path: exec"),
+        stderr(&warm).contains("warm path: exec"),
         "{}",
         describe(&warm)
     );
@@ -471,11 +433,7 @@ fn exec_in_a_sandbox_goes_warm_after_the_first() {
     assert!(d.run(&["pause", "wx"]).status.success());
     let out = d.run(&["exec", "wx", "--", "true"]);
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("paused"),
-        "{}",
-        describe(&out)
-    );
+    assert!(stderr(&out).contains("paused"), "{}", describe(&out));
     assert!(d.run(&["resume", "wx"]).status.success());
     let out = d.run(&["destroy", "wx"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -494,15 +452,7 @@ fn a_daemon_killed_mid_request_ends_it_cleanly_and_a_restart_sweeps() {
         return;
     };
     // A warm request is under way...
-    let mut c = d.command(&[
-        "--debug",
-        "run",
-        "--profile",
-        "python-dev",
-        "--",
-        "sleep",
-        "60",
-    ]);
+    let mut c = d.command(&debug_run(&["sleep", "60"]));
     c.stdout(Stdio::null());
     let mut running = c.spawn().unwrap();
     assert!(
@@ -543,17 +493,9 @@ fn a_daemon_killed_mid_request_ends_it_cleanly_and_a_restart_sweeps() {
     c.stdout(Stdio::null()).stderr(Stdio::null());
     d.child = Some(c.spawn().unwrap());
     assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
-    let out = d.run(&[
-        "--debug",
-        "run",
-        "--profile",
-        "python-dev",
-        "--",
-        "echo",
-        "again",
-    ]);
+    let out = d.run(&debug_run(&["echo", "again"]));
     assert_eq!(stdout(&out), "again\n", "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warm path"));
+    assert!(stderr(&out).contains("warm path"));
 }
 
 #[test]
@@ -582,7 +524,7 @@ fn limits_of_a_request_apply_to_its_warm_zygote() {
         ]);
         assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
         let out = d.run(&args);
-        let warm = String::from_utf8_lossy(&out.stderr).contains("warm path");
+        let warm = stderr(&out).contains("warm path");
         assert_eq!(warm, mode == "--debug", "{}", describe(&out));
         // The kernel's OOM killer ends it in both paths.
         assert_eq!(out.status.code(), Some(137), "{mode}: {}", describe(&out));

@@ -6,7 +6,8 @@ use std::fs;
 use std::time::Duration;
 
 use phantom_tests::{
-    assert_success, describe, require_root, stdout, wait_until, Bundle, Runtime, CGROUP_PARENT,
+    assert_success, describe, require_root, stderr, stdout, wait_until, Bundle, Runtime,
+    CGROUP_PARENT,
 };
 use serde_json::{json, Value};
 
@@ -219,7 +220,7 @@ fn seccomp_denied_syscall_returns_the_configured_errno() {
     assert!(!out.status.success());
     if phantom_tests::runtime_binary().ends_with("phantom") {
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("SCMP_ACT_NOTIFY"),
+            stderr(&out).contains("SCMP_ACT_NOTIFY"),
             "{}",
             describe(&out)
         );

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use phantom_tests::{describe, require_root, runtime_binary, stdout, Runtime};
+use phantom_tests::{describe, require_root, runtime_binary, stderr, stdout, Runtime};
 
 struct Sbx {
     rt: Runtime,
@@ -81,7 +81,7 @@ fn output_exit_status_and_workspace_pass_through() {
     ]);
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
     assert_eq!(stdout(&out), "/workspace\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
+    assert!(stderr(&out).contains("to-stderr"));
     assert_eq!(
         fs::read_to_string(ws.path().join("out.txt")).unwrap(),
         "hello\n"
@@ -282,7 +282,7 @@ fn bad_input_is_named_and_leaves_nothing() {
         "true",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ws"));
+    assert!(stderr(&out).contains("/nonexistent/ws"));
     let out = s.run(&[
         "run",
         "--profile",
@@ -293,7 +293,7 @@ fn bad_input_is_named_and_leaves_nothing() {
         "true",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
+    assert!(stderr(&out).contains("lots"));
     let out = s.run(&[
         "run",
         "--profile",
@@ -302,7 +302,7 @@ fn bad_input_is_named_and_leaves_nothing() {
         "no-such-command-xyz",
     ]);
     assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-xyz"));
+    assert!(stderr(&out).contains("no-such-command-xyz"));
     s.assert_clean();
 }
 

@@ -227,6 +227,56 @@ fn seccomp_denied_syscall_returns_the_configured_errno() {
     }
 }
 
+/// A default-deny profile that allows what busybox needs to print and
+/// sleep, plus what the OCI contract forces on a filter that is loaded
+/// before the identity switch (no no_new_privs): prctl, setgroups,
+/// setresgid, setresuid, capset, execve. Not openat2, close_range, getcwd,
+/// faccessat2, openat, sendmsg: the runtime must be done with those.
+fn strict_seccomp() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": [
+            "execve", "prctl", "capget", "capset", "setgroups", "setresgid", "setresuid",
+            "arch_prctl", "set_tid_address", "set_robust_list", "rseq", "brk", "mmap",
+            "munmap", "mprotect", "prlimit64", "getrandom", "getuid", "getpid", "readlink",
+            "write", "nanosleep", "clock_nanosleep", "restart_syscall", "rt_sigreturn",
+            "exit", "exit_group"
+        ]}]
+    })
+}
+
+#[test]
+fn seccomp_without_no_new_privileges_sees_only_the_identity_switch_and_execve() {
+    require_root!();
+    let rt = Runtime::new();
+    // A cwd to resolve and a user to switch to: both must happen before
+    // (cwd) or be the only thing after (the switch) the filter.
+    for (uid, cwd) in [(0, "/"), (1000, "/tmp"), (1000, "/home/newdir")] {
+        let b = Bundle::new(&["echo", "ok"]).with(|c| {
+            c["linux"]["seccomp"] = strict_seccomp();
+            c["process"]["noNewPrivileges"] = json!(false);
+            c["process"]["user"] = json!({"uid": uid, "gid": uid});
+            c["process"]["cwd"] = json!(cwd);
+        });
+        let out = rt.run_bundle(&b);
+        assert_success(&out, &format!("run as uid {uid} in {cwd} under a strict filter"));
+        assert_eq!(stdout(&out), "ok\n", "uid {uid} cwd {cwd}");
+    }
+    // `exec` into such a container is held to the same rule.
+    let id = rt.id("strict-exec");
+    let b = Bundle::new(&["sleep", "30"]).with(|c| {
+        c["linux"]["seccomp"] = strict_seccomp();
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["process"]["cwd"] = json!("/tmp");
+    });
+    rt.create(&id, &b);
+    rt.start(&id);
+    let out = rt.cmd(&["exec", &id, "echo", "from-exec"]);
+    assert_success(&out, "exec under a strict filter");
+    assert_eq!(stdout(&out), "from-exec\n");
+}
+
 #[test]
 fn hooks_run_in_order_with_state_and_a_failing_create_hook_tears_down() {
     require_root!();

@@ -369,6 +369,9 @@ fn child_setup(
     crate::process::setup::seal_fds(plan, &[chan.raw()])?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    // Last but for execve: a filter loaded here without no_new_privs must
+    // only see the identity switch and execve (see `switch_is_late`).
+    crate::process::setup::switch_identity(plan)?;
     crate::process::setup::exec(plan, &program, &args)
 }
 

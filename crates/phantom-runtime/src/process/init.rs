@@ -3,10 +3,13 @@
 //! container's program or `_exit`.
 //!
 //! Order matters and follows what the kernel permits: namespaces, rootfs
-//! and pivot_root, sysctl, terminal, masked and read-only paths, cwd,
-//! oom_score_adj and rlimits, then the identity switch with capabilities,
-//! no_new_privs, umask; the fd table is trimmed; init reports `Ready` and
-//! blocks on exec.fifo until `start`.
+//! and pivot_root, sysctl, masked and read-only paths, terminal,
+//! oom_score_adj, rlimits and umask, cwd and the program lookup, then the
+//! identity switch with capabilities and no_new_privs; the fd table is
+//! trimmed; init reports `Ready` and blocks on exec.fifo until `start`.
+//! A seccomp filter loaded without no_new_privs moves the identity switch
+//! (which it precedes) after the wait, so that the filter sees nothing but
+//! the switch and execve.
 
 use std::convert::Infallible;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -181,6 +184,13 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
         return zygote(sys, plan, chan);
     }
     let program = super::setup::prepare(sys, &plan.process)?;
+    // With a filter loaded before the identity switch (no no_new_privs),
+    // the switch waits until after `start`: nothing but it and execve may
+    // run under the user's filter (see `setup::switch_is_late`).
+    let late = super::setup::switch_is_late(&plan.process);
+    if !late {
+        super::setup::switch_identity(&plan.process)?;
+    }
     phases.mark("process");
     let args = plan.process.process.args().clone().unwrap_or_default();
     super::setup::seal_fds(&plan.process, &[chan.raw(), plan.state_dir])?;
@@ -194,12 +204,19 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     // The fifo stays open for writing until execve closes it (O_CLOEXEC):
     // `start` waits for that end of file, so that poststart hooks run
     // after startContainer hooks and the exec (runtime.md "Lifecycle").
-    let started = wait_for_start(plan.state_dir).and_then(|fifo| match hooks.start_container() {
-        Some(h) => {
-            let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
-            crate::hooks::run_all(h, "startContainer", state.as_bytes()).map(|()| fifo)
+    // startContainer hooks run as the container's user, after the switch,
+    // as with runc and crun.
+    let started = wait_for_start(plan.state_dir).and_then(|fifo| {
+        if late {
+            super::setup::switch_identity(&plan.process)?;
         }
-        None => Ok(fifo),
+        match hooks.start_container() {
+            Some(h) => {
+                let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
+                crate::hooks::run_all(h, "startContainer", state.as_bytes()).map(|()| fifo)
+            }
+            None => Ok(fifo),
+        }
     });
     let err = match started.and_then(|_fifo| super::setup::exec(&plan.process, &program, &args)) {
         Ok(never) => match never {},
@@ -309,7 +326,11 @@ pub(crate) fn serve_request(
     chan: &Channel,
     keep: &[std::os::fd::RawFd],
 ) -> Result<Infallible> {
-    super::setup::prepare_identity(sys, plan)?;
+    super::setup::prepare_limits(sys, plan)?;
+    let late = super::setup::switch_is_late(plan);
+    if !late {
+        super::setup::switch_identity(plan)?;
+    }
     // A zygote may wait long: let go of everything inherited from the
     // runner now (the state directory's lock among it).
     super::setup::seal_fds(plan, keep)?;
@@ -348,5 +369,8 @@ pub(crate) fn serve_request(
     let program = super::setup::locate(&p)?;
     // Signals were reset before the wait; only fds can have come since.
     super::fds::close_from(3 + p.extra_fds, keep)?;
+    if late {
+        super::setup::switch_identity(&p)?;
+    }
     super::setup::exec(&p, &program, &req.args)
 }

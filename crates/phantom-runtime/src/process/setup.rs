@@ -58,15 +58,17 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
         .ctx(|| what.to_string())
 }
 
-/// Everything from the terminal to the program lookup; returns the program.
+/// Everything that comes before the identity switch: terminal, limits,
+/// umask, the cwd (confined to the container) and the program lookup;
+/// returns the program.
 pub fn prepare(sys: &dyn Sys, p: &ProcessPlan) -> Result<PathBuf> {
-    prepare_identity(sys, p)?;
+    prepare_limits(sys, p)?;
     locate(p)
 }
 
-/// The request-independent part: terminal, limits, bounding set, user,
-/// capabilities, no_new_privs, umask. A zygote stops after this.
-pub fn prepare_identity(sys: &dyn Sys, p: &ProcessPlan) -> Result<()> {
+/// The request-independent part that needs no identity change: terminal,
+/// oom_score_adj, rlimits, umask.
+pub fn prepare_limits(sys: &dyn Sys, p: &ProcessPlan) -> Result<()> {
     let process = &p.process;
     if process.terminal().unwrap_or(false) {
         let sock = p.console_socket.ok_or_else(|| {
@@ -82,29 +84,47 @@ pub fn prepare_identity(sys: &dyn Sys, p: &ProcessPlan) -> Result<()> {
         super::limits::apply_oom_score_adj(adj)?;
     }
     super::limits::apply_rlimits(&process.rlimits().clone().unwrap_or_default())?;
-
-    // Without no_new_privs, seccomp() needs CAP_SYS_ADMIN, which the
-    // container usually lacks: load the filter while we still have it (as
-    // runc does); the few calls left (setgroups, setresuid, capset, prctl,
-    // chdir, execve) must then pass it. With no_new_privs it comes last.
-    if !p.no_new_privs() {
-        install_seccomp(p)?;
-    }
-    super::caps::drop_bounding(&p.caps)?;
-    // As root on the host we write the gid map ourselves, so setgroups is
-    // allowed in a new user namespace too.
-    super::identity::switch(process.user(), true)?;
-    super::caps::apply(&p.caps)?;
-    if p.no_new_privs() {
-        prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    }
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
     Ok(())
 }
 
-/// The cwd (confined to the container) and the program lookup.
+/// Whether the identity switch must wait until just before execve.
+///
+/// Without no_new_privs, seccomp() needs CAP_SYS_ADMIN, so the filter is
+/// loaded before the capabilities are dropped (as runc and crun do). Every
+/// syscall phantom makes after that must then pass the user's filter, and
+/// a profile only has to allow what the OCI contract forces on it: the
+/// user and capability switch, and execve. So when such a filter exists,
+/// the switch (and the filter before it) come after everything else:
+/// cwd, lookup, fd sealing, `Ready`, the wait for `start`.
+pub fn switch_is_late(p: &ProcessPlan) -> bool {
+    p.seccomp.is_some() && !p.no_new_privs()
+}
+
+/// The identity switch: [the seccomp filter, without no_new_privs], the
+/// bounding set, user and groups, capabilities, [no_new_privs]. With the
+/// filter loaded first, only prctl, setgroups, setresgid, setresuid and
+/// capset follow it here.
+pub fn switch_identity(p: &ProcessPlan) -> Result<()> {
+    if !p.no_new_privs() {
+        install_seccomp(p)?;
+    }
+    super::caps::drop_bounding(&p.caps)?;
+    // As root on the host we write the gid map ourselves, so setgroups is
+    // allowed in a new user namespace too.
+    super::identity::switch(p.process.user(), true)?;
+    super::caps::apply(&p.caps)?;
+    if p.no_new_privs() {
+        prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    Ok(())
+}
+
+/// The cwd (confined to the container) and the program lookup, done while
+/// init is still root in its namespaces (as crun does) and before any
+/// seccomp filter: they need openat2, fchdir, getcwd and faccessat2.
 pub fn locate(p: &ProcessPlan) -> Result<PathBuf> {
     let process = &p.process;
     enter_cwd(process.cwd())?;
@@ -138,7 +158,8 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
     .ctx(|| "open /".into())?;
     let dir = match open_in_root(root.as_raw_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY) {
         Ok(fd) => fd,
-        // runc creates a missing cwd; so do we, as the container user.
+        // runc creates a missing cwd; so do we (as root, before the
+        // identity switch, like runc's rootfs set-up).
         Err(nix::errno::Errno::ENOENT) => ensure_in_root(root.as_raw_fd(), cwd, Kind::Dir)
             .ctx(|| format!("process.cwd: create {}", cwd.display()))?,
         Err(e) => {
@@ -177,8 +198,17 @@ fn reset_signals() {
 }
 
 /// execve the program; with no_new_privs the seccomp filter is loaded
-/// right before, as the very last step.
+/// right before, as the very last step. argv and envp are built first, so
+/// that no allocation happens under the filter.
 pub fn exec(p: &ProcessPlan, program: &Path, args: &[String]) -> Result<Infallible> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))
+    };
+    let prog = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| Error::config("process.args[0]", "contains a NUL byte"))?;
+    let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = p.env.iter().map(|a| c(a)).collect::<Result<_>>()?;
     // Landlock last but for seccomp: after pivot_root (paths are the
     // container's), after init reached exec.fifo (a host path) at `start`.
     if let Some((rules, mode)) = &p.landlock {
@@ -191,15 +221,6 @@ pub fn exec(p: &ProcessPlan, program: &Path, args: &[String]) -> Result<Infallib
     if p.no_new_privs() {
         install_seccomp(p)?;
     }
-    let env = &p.env;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |s: &str| {
-        CString::new(s).map_err(|_| Error::config("process", format!("{s:?} contains a NUL byte")))
-    };
-    let prog = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| Error::config("process.args[0]", "contains a NUL byte"))?;
-    let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|a| c(a)).collect::<Result<_>>()?;
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
     Err(Error::Init(format!("exec {}: {e}", program.display())))
 }

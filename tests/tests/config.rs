@@ -593,3 +593,56 @@ fn tmpfs_tmpcopyup_keeps_the_image_contents() {
         "the write reached the image"
     );
 }
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    require_root!();
+    let rt = Runtime::new();
+    // IFF_UP is bit 0 of the interface flags; with lo up a connection to
+    // a closed port on 127.0.0.1 is refused (with lo down: unreachable).
+    let out = rt.run_ok(&Bundle::sh(
+        "cat /sys/class/net/lo/flags; nc 127.0.0.1 1 </dev/null 2>&1 | grep -q refused && echo reachable; true",
+    ));
+    let mut lines = out.lines();
+    let flags = lines.next().unwrap_or_default();
+    let flags = i64::from_str_radix(flags.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("lo flags {flags:?}: {e}"));
+    assert_eq!(flags & 1, 1, "lo is down: flags {flags:#x}\n{out}");
+    assert_eq!(lines.next(), Some("reachable"), "{out}");
+}
+
+/// config-linux.md "Rootfs Mount Propagation": the value (shared, slave,
+/// private or unbindable) applies to the container's `/`, unbindable too
+/// (it cannot be set before the rootfs is bound in place, nor before the
+/// masked paths are bound from /dev/null).
+#[test]
+fn rootfs_propagation_every_value() {
+    require_root!();
+    let rt = Runtime::new();
+    for (value, tag) in [
+        ("private", ""),
+        // A slave of the host's `/` shows `master:N` only where the host's
+        // mount is shared (systemd hosts); here it may be private.
+        ("slave", "-"),
+        ("shared", "shared:"),
+        ("unbindable", "unbindable"),
+    ] {
+        let b = Bundle::sh("awk '$5 == \"/\" { print }' /proc/self/mountinfo")
+            .with(|c| c["linux"]["rootfsPropagation"] = json!(value));
+        let out = rt.run_bundle(&b);
+        assert_success(&out, &format!("rootfsPropagation {value}"));
+        let line = stdout(&out);
+        assert!(!line.is_empty(), "{value}: no mountinfo line for /");
+        if tag == "-" {
+            for other in ["shared:", "unbindable"] {
+                assert!(!line.contains(other), "{value}: / is {other}\n{line}");
+            }
+        } else if tag.is_empty() {
+            for other in ["shared:", "master:", "unbindable"] {
+                assert!(!line.contains(other), "{value}: / is {other}\n{line}");
+            }
+        } else {
+            assert!(line.contains(tag), "{value}: / is not {tag}\n{line}");
+        }
+    }
+}

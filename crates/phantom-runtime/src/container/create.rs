@@ -248,12 +248,14 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
         hooks: spec.hooks().clone(),
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
         zygote: opts.zygote,
+        // runc and crun bring up `lo` in every new network namespace; only
+        // a sandbox whose network is `none` keeps it down.
         loopback_up: new_netns
             && spec
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(NETWORK_ANNOTATION))
-                .is_some_and(|n| n == "loopback"),
+                .is_none_or(|n| n != "none"),
     })
 }
 

@@ -48,8 +48,8 @@ pub struct InitPlan {
     /// A zygote: set up everything that does not depend on the request,
     /// then wait on the sync channel for the program and stdio to run.
     pub zygote: bool,
-    /// Bring `lo` up in the new network namespace (a sandbox with network
-    /// `loopback`; annotation run.phantom.network).
+    /// Bring `lo` up in the new network namespace (every container, as
+    /// runc and crun do, but a sandbox whose run.phantom.network is `none`).
     pub loopback_up: bool,
 }
 

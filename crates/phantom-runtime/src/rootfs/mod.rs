@@ -76,8 +76,12 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 pub fn prepare(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
     // Nothing we mount may propagate back to the host (config-linux.md
     // "Rootfs Mount Propagation"; rslave unless the config says otherwise).
+    // An unbindable `/` (rootfsPropagation unbindable/runbindable) would
+    // refuse the rootfs bind below with EINVAL: that one is applied by
+    // `enter`, after pivot_root, as runc and crun do; until then rslave.
     let root_flag = plan
         .propagation
+        .filter(|p| !p.contains(MsFlags::MS_UNBINDABLE))
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     sys.mount(None, Path::new("/"), None, root_flag, None)
         .ctx(|| "set propagation of / in the container's mount namespace".into())?;
@@ -326,14 +330,11 @@ pub fn enter(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
             .ctx(|| "detach the old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    if let Some(p) = plan.propagation {
-        sys.mount(None, Path::new("/"), None, p, None)
-            .ctx(|| "apply linux.rootfsPropagation to /".into())?;
-    }
     Ok(())
 }
 
-/// After pivot_root: masked paths, read-only paths, a read-only root.
+/// After pivot_root: masked paths, read-only paths, a read-only root,
+/// linux.rootfsPropagation.
 pub fn finish(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
     let root = open_dir(Path::new("/"))?;
     let root = root.as_raw_fd();
@@ -367,6 +368,12 @@ pub fn finish(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
             None,
         )
         .ctx(|| "remount / read-only (root.readonly)".into())?;
+    }
+    // Last: an unbindable `/` (recursively: runbindable) would refuse the
+    // binds of /dev/null over masked paths and of read-only paths.
+    if let Some(p) = plan.propagation {
+        sys.mount(None, Path::new("/"), None, p, None)
+            .ctx(|| "apply linux.rootfsPropagation to /".into())?;
     }
     Ok(())
 }

@@ -646,3 +646,29 @@ fn rootfs_propagation_every_value() {
         }
     }
 }
+
+/// Big configs work: a 512 KiB annotation (it travels in the state that
+/// init and hooks get) and a 100 KiB environment variable.
+#[test]
+fn big_annotation_and_environment() {
+    require_root!();
+    let rt = Runtime::new();
+    let id = rt.id("big");
+    let b = Bundle::sh("echo ${#BIG}").with(|c| {
+        c["annotations"] = json!({ "org.example.big": "a".repeat(512 * 1024) });
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("BIG={}", "b".repeat(100 * 1024))));
+    });
+    rt.create(&id, &b);
+    let state = rt.state(&id);
+    assert_eq!(
+        state["annotations"]["org.example.big"].as_str().map(str::len),
+        Some(512 * 1024)
+    );
+    rt.start(&id);
+    rt.wait_status(&id, "stopped", WAIT);
+    rt.delete(&id);
+    assert_eq!(rt.run_ok(&b), "102400\n");
+}

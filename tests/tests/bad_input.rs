@@ -240,3 +240,32 @@ fn path_like_id_rejected() {
     assert!(Path::new(rt.root()).exists(), "--root itself was removed");
     assert!(canary.exists(), "a file next to --root was removed");
 }
+
+/// A field the spec marks REQUIRED, missing or empty, is named in the
+/// error (it used to surface as "open /: Too many open files" or as a
+/// failed exec of the program).
+#[test]
+fn missing_required_fields_are_named() {
+    require_root!();
+    let rt = Runtime::new();
+    let cases: [(&str, fn(&mut Value)); 3] = [
+        ("process.rlimits[0].soft", |c| {
+            c["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 1024 }])
+        }),
+        ("root.path", |c| c["root"] = json!({ "path": "" })),
+        ("root.path", |c| c["root"] = json!({ "readonly": false })),
+    ];
+    for (field, edit) in cases {
+        let b = Bundle::new(&["/bin/true"]).with(edit);
+        let id = rt.id("required");
+        let out = rt.try_create(&id, &b, &[]);
+        assert_failed_cleanly(&rt, &id, &b, &out);
+        if phantom_tests::runtime_binary().ends_with("phantom") {
+            assert!(
+                stderr(&out).contains(field),
+                "{field} is not named\n{}",
+                describe(&out)
+            );
+        }
+    }
+}

@@ -664,7 +664,9 @@ fn big_annotation_and_environment() {
     rt.create(&id, &b);
     let state = rt.state(&id);
     assert_eq!(
-        state["annotations"]["org.example.big"].as_str().map(str::len),
+        state["annotations"]["org.example.big"]
+            .as_str()
+            .map(str::len),
         Some(512 * 1024)
     );
     rt.start(&id);

@@ -18,7 +18,106 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 /// Parse config.json bytes; a parse error carries the JSON path of the
 /// field that failed and the line and column.
 pub fn parse(data: &[u8]) -> Result<Spec> {
-    parse_json(data, "")
+    let spec = parse_json(data, "")?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| Error::config("(syntax)", e.to_string()))?;
+    check_required(&raw)?;
+    Ok(spec)
+}
+
+/// Fields the spec marks REQUIRED that oci-spec fills with a default when
+/// they are missing (a missing `rlimits[0].soft` would silently become 0
+/// and fail later as "Too many open files"): each is named when absent.
+fn check_required(raw: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    fn each<'a>(v: &'a Value, at: &str) -> impl Iterator<Item = (String, &'a Value)> + 'a {
+        let at = at.to_string();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, e)| (format!("{at}[{i}]"), e))
+    }
+    fn need(v: &Value, at: &str, fields: &[&str], section: &str) -> Result<()> {
+        if !v.is_object() {
+            return Ok(());
+        }
+        for f in fields {
+            if v.get(f).is_none_or(Value::is_null) {
+                return Err(Error::config(
+                    format!("{at}.{f}"),
+                    format!("missing (REQUIRED by the runtime spec, {section})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+    let process = &raw["process"];
+    need(process, "process", &["cwd"], "config.md \"Process\"")?;
+    need(
+        &process["user"],
+        "process.user",
+        &["uid", "gid"],
+        "config.md \"User\"",
+    )?;
+    for (at, r) in each(&process["rlimits"], "process.rlimits") {
+        need(r, &at, &["type", "soft", "hard"], "config.md \"Process\"")?;
+    }
+    need(&raw["root"], "root", &["path"], "config.md \"Root\"")?;
+    for (at, m) in each(&raw["mounts"], "mounts") {
+        need(m, &at, &["destination"], "config.md \"Mounts\"")?;
+    }
+    if let Some(hooks) = raw["hooks"].as_object() {
+        for (kind, list) in hooks {
+            for (at, h) in each(list, &format!("hooks.{kind}")) {
+                need(h, &at, &["path"], "config.md \"POSIX-platform Hooks\"")?;
+            }
+        }
+    }
+    let linux = &raw["linux"];
+    for (at, n) in each(&linux["namespaces"], "linux.namespaces") {
+        need(n, &at, &["type"], "config-linux.md \"Namespaces\"")?;
+    }
+    for field in ["uidMappings", "gidMappings"] {
+        for (at, m) in each(&linux[field], &format!("linux.{field}")) {
+            let section = "config-linux.md \"User namespace mappings\"";
+            need(m, &at, &["containerID", "hostID", "size"], section)?;
+        }
+    }
+    for (at, d) in each(&linux["devices"], "linux.devices") {
+        need(d, &at, &["type", "path"], "config-linux.md \"Devices\"")?;
+    }
+    let resources = &linux["resources"];
+    for (at, d) in each(&resources["devices"], "linux.resources.devices") {
+        need(
+            d,
+            &at,
+            &["allow"],
+            "config-linux.md \"Allowed Device list\"",
+        )?;
+    }
+    for (at, h) in each(
+        &resources["hugepageLimits"],
+        "linux.resources.hugepageLimits",
+    ) {
+        need(
+            h,
+            &at,
+            &["pageSize", "limit"],
+            "config-linux.md \"Huge page limits\"",
+        )?;
+    }
+    let seccomp = &linux["seccomp"];
+    need(
+        seccomp,
+        "linux.seccomp",
+        &["defaultAction"],
+        "config-linux.md \"Seccomp\"",
+    )?;
+    for (at, sc) in each(&seccomp["syscalls"], "linux.seccomp.syscalls") {
+        need(sc, &at, &["names", "action"], "config-linux.md \"Seccomp\"")?;
+    }
+    Ok(())
 }
 
 /// Deserialise JSON, naming the field that failed (prefixed by `what`).
@@ -57,6 +156,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     let root = spec.root().as_ref().ok_or_else(|| {
         Error::config("root", "missing: a Linux container needs a root filesystem")
     })?;
+    if root.path().as_os_str().is_empty() {
+        return Err(Error::config(
+            "root.path",
+            "empty: it must name the container's root filesystem",
+        ));
+    }
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {
@@ -175,6 +280,62 @@ mod tests {
         assert!(e.contains("process.user.uid"), "{e}");
         let e = parse(b"{not json").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let base = |process: &str, extra: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                "process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}{process}}}{extra}}}"#
+            )
+        };
+        for (process, extra, field) in [
+            (
+                r#","rlimits":[{"type":"RLIMIT_NOFILE","hard":1024}]"#,
+                "",
+                "process.rlimits[0].soft",
+            ),
+            (
+                r#","rlimits":[{"type":"RLIMIT_NOFILE","soft":1}]"#,
+                "",
+                "process.rlimits[0].hard",
+            ),
+            (
+                "",
+                r#","mounts":[{"type":"tmpfs","source":"tmpfs"}]"#,
+                "mounts[0].destination",
+            ),
+            (
+                "",
+                r#","linux":{"namespaces":[{"path":"/proc/1/ns/net"}]}"#,
+                "linux.namespaces[0].type",
+            ),
+            (
+                "",
+                r#","hooks":{"prestart":[{"args":["x"]}]}"#,
+                "hooks.prestart[0].path",
+            ),
+            (
+                "",
+                r#","linux":{"seccomp":{"syscalls":[]}}"#,
+                "linux.seccomp.defaultAction",
+            ),
+        ] {
+            let text = base(process, extra);
+            let e = parse(text.as_bytes()).unwrap_err().to_string();
+            // Either ours, or oci-spec's own for fields it has no default for.
+            let (parent, leaf) = field.rsplit_once('.').unwrap();
+            let theirs = format!("{parent}: missing field `{leaf}`");
+            assert!(e.contains(field) || e.contains(&theirs), "{field}: {e}");
+        }
+        let e = parse(
+            br#"{"ociVersion":"1.0.2","root":{},"process":{"cwd":"/","user":{"uid":0,"gid":0}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("root.path"), "{e}");
+        assert!(parse(base("", "").as_bytes()).is_ok());
     }
 
     #[test]

@@ -445,9 +445,7 @@ fn create_reserved(
         None => {
             let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid.0), None);
             *child = None;
-            return Err(Error::Init(format!(
-                "container init exited during setup ({status:?})"
-            )));
+            return Err(Error::Init(init_gone(status)));
         }
     }
     state.status = Status::Created;
@@ -456,6 +454,27 @@ fn create_reserved(
         write_pid_file(p, pid.0)?;
     }
     Ok((state, parent_end))
+}
+
+/// What to say when init ended during setup without a word on the channel.
+fn init_gone(status: nix::Result<nix::sys::wait::WaitStatus>) -> String {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => format!(
+            "container init exited with status {code} during setup without reporting an error \
+             (see the runtime's stderr or --log)"
+        ),
+        Ok(WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _)) => {
+            "container init was killed by SIGSYS during setup: linux.seccomp killed one of \
+             the runtime's own syscalls"
+                .to_string()
+        }
+        Ok(WaitStatus::Signaled(_, sig, _)) => {
+            format!("container init was killed by {sig} during setup")
+        }
+        Ok(other) => format!("container init ended during setup ({other:?})"),
+        Err(e) => format!("container init ended during setup (waitpid: {e})"),
+    }
 }
 
 /// Clone init into its new namespaces. Returns its pid (in our pid
@@ -565,4 +584,23 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 fn linux_seccomp(spec: &Spec) -> Option<oci_spec::runtime::LinuxSeccomp> {
     spec.linux().as_ref().and_then(|l| l.seccomp().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::init_gone;
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::WaitStatus;
+    use nix::unistd::Pid;
+
+    #[test]
+    fn a_silent_init_end_is_described() {
+        let pid = Pid::from_raw(42);
+        let e = init_gone(Ok(WaitStatus::Exited(pid, 1)));
+        assert!(e.contains("exited with status 1"), "{e}");
+        let e = init_gone(Ok(WaitStatus::Signaled(pid, Signal::SIGSYS, false)));
+        assert!(e.contains("SIGSYS") && e.contains("linux.seccomp"), "{e}");
+        let e = init_gone(Ok(WaitStatus::Signaled(pid, Signal::SIGKILL, false)));
+        assert!(e.contains("SIGKILL"), "{e}");
+    }
 }

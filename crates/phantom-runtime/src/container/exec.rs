@@ -325,11 +325,18 @@ fn child_main(
     chan: &Channel,
     zygote: bool,
 ) -> ! {
-    let err = match child_setup(sys, plan, ns, chan, zygote) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child_setup(sys, plan, ns, chan, zygote)
+    }));
+    let err = match setup {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!(
+            "exec: the process panicked during setup: {}",
+            crate::process::init::panic_text(&panic)
+        ),
     };
-    let _ = chan.send(&Msg::Error(err.to_string()));
+    crate::process::init::report(chan, &err);
     // SAFETY: _exit ends this copy of phantom without running its
     // destructors or atexit handlers.
     unsafe { libc::_exit(1) }

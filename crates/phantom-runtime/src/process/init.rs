@@ -55,14 +55,34 @@ pub struct InitPlan {
 
 /// Entry point of the child after the clone. Never returns.
 pub fn main(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> ! {
-    let err = match setup(sys, plan, chan) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let _ = chan.send(&Msg::Error(err.to_string()));
+    // A panic must not unwind into the caller's frames (this is a copy of
+    // `phantom create` and its stack): it becomes init's error like any.
+    let err =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(sys, plan, chan))) {
+            Ok(Ok(never)) => match never {},
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("container init panicked: {}", panic_text(&panic)),
+        };
+    report(chan, &err);
     // SAFETY: _exit ends this process without running the parent's
     // destructors or atexit handlers, which belong to the phantom binary.
     unsafe { libc::_exit(1) }
+}
+
+/// Send init's error to `phantom create`; if the channel cannot carry it,
+/// write it to stderr (create's own, unless a terminal replaced it), so
+/// that it is never lost.
+pub(crate) fn report(chan: &Channel, err: &str) {
+    if chan.send(&Msg::Error(err.to_string())).is_err() {
+        eprintln!("phantom: container init: {err}");
+    }
+}
+
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {

@@ -5,8 +5,8 @@ use std::fs;
 use std::time::Duration;
 
 use phantom_tests::{
-    assert_success, cap_mask, cgroup_dirs, key_values, require_root, status_caps, status_field,
-    stdout, wait_until, Bundle, Runtime,
+    assert_success, cap_mask, cgroup_dirs, host_mount_points, key_values, require_root,
+    status_caps, status_field, stdout, wait_until, Bundle, Runtime,
 };
 use serde_json::{json, Value};
 
@@ -673,4 +673,66 @@ fn big_annotation_and_environment() {
     rt.wait_status(&id, "stopped", WAIT);
     rt.delete(&id);
     assert_eq!(rt.run_ok(&b), "102400\n");
+}
+
+/// config-linux.md "Namespaces": a namespace type missing from the list is
+/// inherited from the runtime. Without `mount` the container shares the
+/// host's mount namespace, yet sees its own rootfs (read-only if asked),
+/// `exec` enters that rootfs too, and once deleted it leaves no mount
+/// behind in the host's namespace.
+#[test]
+fn missing_mount_namespace_is_inherited_and_leaves_no_mounts() {
+    require_root!();
+    let rt = Runtime::new();
+    let id = rt.id("nomntns");
+    let b = Bundle::new(&["sleep", "30"]).with(|c| {
+        c["linux"]["namespaces"] = json!([{ "type": "pid" }, { "type": "uts" }, { "type": "ipc" }]);
+        c["root"]["readonly"] = json!(true);
+    });
+    let under_bundle = || -> Vec<_> {
+        host_mount_points()
+            .into_iter()
+            .filter(|p| p.starts_with(b.path()))
+            .collect()
+    };
+    assert!(
+        under_bundle().is_empty(),
+        "mounts under the bundle before: {:?}",
+        under_bundle()
+    );
+    // Written only where the container's root really is its rootfs.
+    fs::write(b.rootfs().join(".rootfs-marker"), "").unwrap();
+    rt.create(&id, &b);
+    rt.start(&id);
+    // exec lands in the container's root (busybox, /proc of its pid
+    // namespace), read-only, in the host's mount namespace.
+    let exec = rt.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo mnt=$(readlink /proc/self/ns/mnt); echo init=$(cat /proc/1/comm); \
+         test -e /.rootfs-marker && echo own-root && (touch /x 2>/dev/null || echo read-only)",
+    ]);
+    assert_success(&exec, "exec into a container without a mount namespace");
+    let text = stdout(&exec);
+    let kv = key_values(&text);
+    assert_eq!(
+        kv["mnt"],
+        host_ns("mnt"),
+        "not the host's mount namespace\n{text}"
+    );
+    assert_eq!(kv["init"], "sleep", "{text}");
+    assert!(
+        text.contains("own-root") && text.contains("read-only"),
+        "{text}"
+    );
+    rt.kill(&id, "KILL");
+    rt.wait_status(&id, "stopped", WAIT);
+    rt.delete(&id);
+    let left = under_bundle();
+    assert!(
+        left.is_empty(),
+        "mounts left in the host's namespace: {left:?}"
+    );
 }

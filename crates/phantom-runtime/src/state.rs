@@ -70,6 +70,10 @@ pub struct ContainerState {
     /// init kills every process in it.
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The container has no mount namespace of its own: its mounts sit
+    /// under `rootfs` in the runtime's, and `delete` unmounts them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_mount_ns: bool,
     /// The config's hooks, for poststart (in `start`) and poststop (in
     /// `delete`), which run when config.json may have changed or be gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,6 +375,7 @@ mod tests {
             owner: "root".into(),
             init_start_time: None,
             own_pid_ns: true,
+            host_mount_ns: false,
             hooks: None,
             process: None,
             seccomp: None,

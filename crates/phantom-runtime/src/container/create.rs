@@ -159,11 +159,20 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             "direct mode takes no new namespaces",
         ));
     }
-    if !direct && !ns.has(LinuxNamespaceType::Mount) {
-        return Err(Error::config(
-            "linux.namespaces",
-            "a mount namespace is required (phantom never mounts in the host's)",
-        ));
+    // Without a mount namespace the container inherits ours (config-linux.md
+    // "Namespaces"): its rootfs is set up in the host's, under a private
+    // bind, and unmounted by `delete` (docs/security.md says what it costs).
+    let host_mount_ns = !direct && !ns.has(LinuxNamespaceType::Mount);
+    if host_mount_ns {
+        // The runtime's namespace is our caller's, not the private one the
+        // CVE-2019-5736 guard runs us in (the guard's read-only mapping of
+        // the binary stays what init runs from).
+        if let Some(fd) = crate::exe_guard::host_mount_ns() {
+            ns.join.push(namespaces::Join {
+                kind: LinuxNamespaceType::Mount,
+                path: PathBuf::from(format!("/proc/self/fd/{fd}")),
+            });
+        }
     }
     // The cgroup namespace is unshared by init once it sits in its cgroup.
     let new_cgroupns = ns.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP);
@@ -225,6 +234,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             new_cgroupns,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            host_ns: host_mount_ns,
         }),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
@@ -290,6 +300,7 @@ pub(crate) fn create_with_channel(
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(crate::cgroups::container_device_rules(linux)));
 
+    let plan_host_mounts = plan.rootfs.as_ref().is_some_and(|r| r.host_ns);
     let lock = store.reserve(&opts.id)?;
     let mut child: Option<i32> = None;
     let res = create_reserved(
@@ -314,6 +325,9 @@ pub(crate) fn create_with_channel(
                     crate::hooks::run_all_warn(post, "poststop", &st.hook_state(Status::Stopped));
                 }
             }
+        }
+        if plan_host_mounts {
+            crate::rootfs::unmount_under_in_host_ns(&LinuxSys, &rootfs);
         }
         let _ = cgroup.destroy();
         let _ = store.remove(&opts.id);
@@ -371,6 +385,7 @@ fn create_reserved(
             .namespaces
             .clone_flags
             .contains(CloneFlags::CLONE_NEWPID),
+        host_mount_ns: plan.rootfs.as_ref().is_some_and(|r| r.host_ns),
         hooks: spec.hooks().clone(),
         process: spec.process().clone(),
         seccomp: linux_seccomp(spec),

@@ -61,6 +61,15 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
             }
         }
     }
+    if st.host_mount_ns {
+        let left = crate::rootfs::unmount_under_in_host_ns(&crate::sys::LinuxSys, &st.rootfs);
+        if !left.is_empty() {
+            return Err(Error::Init(format!(
+                "container {id:?}: cannot unmount {} under its rootfs in the host's mount namespace: {left:?}",
+                left.len()
+            )));
+        }
+    }
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }

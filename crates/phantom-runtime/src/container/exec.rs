@@ -250,6 +250,24 @@ fn launch(
         ));
     }
     let namespaces = target_namespaces(pid)?;
+    // A container without a mount namespace of its own (it shares the
+    // host's) has its root only as init's root directory: after joining
+    // that namespace, enter it by chroot.
+    let root = if !st.host_mount_ns {
+        None
+    } else {
+        let path = format!("/proc/{pid}/root");
+        Some(
+            nix::fcntl::open(
+                path.as_str(),
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ctx(|| format!("open {path}"))?,
+        )
+    };
     let plan = ProcessPlan {
         process: p.clone(),
         env: p.env().clone().unwrap_or_default(),
@@ -296,7 +314,13 @@ fn launch(
     };
     if child == 0 {
         drop(parent_end);
-        child_main(&LinuxSys, &plan, &namespaces, &child_end, zygote);
+        child_main(
+            &LinuxSys,
+            &plan,
+            (&namespaces, root.as_ref()),
+            &child_end,
+            zygote,
+        );
     }
     let clone_err = std::io::Error::last_os_error();
     let _ = nix::sched::setns(&own_pid, CloneFlags::CLONE_NEWPID);
@@ -321,7 +345,7 @@ fn launch(
 fn child_main(
     sys: &dyn Sys,
     plan: &ProcessPlan,
-    ns: &[(CloneFlags, OwnedFd)],
+    ns: (&[(CloneFlags, OwnedFd)], Option<&OwnedFd>),
     chan: &Channel,
     zygote: bool,
 ) -> ! {
@@ -345,7 +369,7 @@ fn child_main(
 fn child_setup(
     sys: &dyn Sys,
     plan: &ProcessPlan,
-    ns: &[(CloneFlags, OwnedFd)],
+    (ns, root): (&[(CloneFlags, OwnedFd)], Option<&OwnedFd>),
     chan: &Channel,
     zygote: bool,
 ) -> Result<std::convert::Infallible> {
@@ -365,6 +389,11 @@ fn child_setup(
         }
         sys.setns(fd.as_raw_fd(), *flag)
             .ctx(|| format!("join the container's {flag:?} namespace"))?;
+    }
+    if let Some(root) = root {
+        nix::unistd::fchdir(root).ctx(|| "enter the container's root".into())?;
+        sys.chroot(Path::new("."))
+            .ctx(|| "chroot into the container's root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir / in the container".into())?;
     if zygote {

@@ -1,6 +1,9 @@
 //! The container's root filesystem: the mounts of config.json, `/dev`,
 //! pivot_root, masked and read-only paths. Runs in init, inside the new
-//! mount namespace.
+//! mount namespace, or (a config without a mount namespace, which must
+//! inherit the runtime's: config-linux.md "Namespaces") in the host's: then
+//! the rootfs is a private bind of its own, entered by chroot, and `delete`
+//! unmounts everything under it ([`unmount_under`]).
 
 pub mod cgroupfs;
 pub mod copy;
@@ -34,6 +37,8 @@ pub struct RootfsPlan {
     pub new_cgroupns: bool,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
+    /// No mount namespace of its own: everything happens in the host's.
+    pub host_ns: bool,
 }
 
 impl RootfsPlan {
@@ -74,6 +79,50 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 
 /// Before pivot_root: propagation, the rootfs bind, every mount, /dev.
 pub fn prepare(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
+    if plan.host_ns {
+        prepare_in_host_ns(sys, plan)?;
+    } else {
+        prepare_own_ns(sys, plan)?;
+    }
+    let root = open_dir(&plan.rootfs)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        mount_one(sys, plan, root.as_raw_fd(), i, m)?;
+    }
+    if plan.setup_dev() {
+        devices::default_devices(sys, root.as_raw_fd(), plan.userns)?;
+        devices::dev_symlinks(root.as_raw_fd())?;
+    }
+    for (i, d) in plan.devices.iter().enumerate() {
+        devices::create(sys, root.as_raw_fd(), d, plan.userns)
+            .map_err(|e| annotate(e, &format!("linux.devices[{i}]")))?;
+    }
+    Ok(())
+}
+
+/// In the host's mount namespace nothing of the host's may change: `/`
+/// keeps its propagation. The rootfs gets a bind of its own (so that a
+/// read-only root or a propagation applies to it alone), made private at
+/// once, so that nothing mounted under it propagates to other namespaces.
+fn prepare_in_host_ns(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
+    sys.mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .ctx(|| format!("bind rootfs {} onto itself", plan.rootfs.display()))?;
+    sys.mount(
+        None,
+        &plan.rootfs,
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+    )
+    .ctx(|| format!("make the rootfs bind {} private", plan.rootfs.display()))
+}
+
+fn prepare_own_ns(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
     // Nothing we mount may propagate back to the host (config-linux.md
     // "Rootfs Mount Propagation"; rslave unless the config says otherwise).
     // An unbindable `/` (rootfsPropagation unbindable/runbindable) would
@@ -97,20 +146,72 @@ pub fn prepare(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
         None,
     )
     .ctx(|| format!("bind rootfs {} onto itself", plan.rootfs.display()))?;
-
-    let root = open_dir(&plan.rootfs)?;
-    for (i, m) in plan.mounts.iter().enumerate() {
-        mount_one(sys, plan, root.as_raw_fd(), i, m)?;
-    }
-    if plan.setup_dev() {
-        devices::default_devices(sys, root.as_raw_fd(), plan.userns)?;
-        devices::dev_symlinks(root.as_raw_fd())?;
-    }
-    for (i, d) in plan.devices.iter().enumerate() {
-        devices::create(sys, root.as_raw_fd(), d, plan.userns)
-            .map_err(|e| annotate(e, &format!("linux.devices[{i}]")))?;
-    }
     Ok(())
+}
+
+/// Unmount everything at or under `rootfs` in our mount namespace, last
+/// mounted first: what a container without a mount namespace of its own
+/// left in the host's. Best effort for each mount; returns the mount
+/// points that could not be detached.
+pub fn unmount_under(sys: &dyn Sys, rootfs: &Path) -> Vec<PathBuf> {
+    let mut failed = Vec::new();
+    // A mount may hide others (stacked at one point): a few rounds.
+    for _ in 0..4 {
+        let points = mount_points_under(rootfs);
+        if points.is_empty() {
+            return Vec::new();
+        }
+        failed.clear();
+        for p in points.iter().rev() {
+            if sys.umount2(p, MntFlags::MNT_DETACH).is_err() {
+                failed.push(p.clone());
+            }
+        }
+    }
+    failed
+}
+
+/// [`unmount_under`] in the caller's mount namespace (where a container
+/// without one of its own has its mounts), entered first if the
+/// CVE-2019-5736 guard runs us in a private one. The process stays there.
+pub fn unmount_under_in_host_ns(sys: &dyn Sys, rootfs: &Path) -> Vec<PathBuf> {
+    if let Some(fd) = crate::exe_guard::host_mount_ns() {
+        if let Err(e) = sys.setns(fd, nix::sched::CloneFlags::CLONE_NEWNS) {
+            tracing::warn!("cannot enter the caller's mount namespace to unmount: {e}");
+        }
+    }
+    unmount_under(sys, rootfs)
+}
+
+/// Mount points at or under `dir`, in mountinfo order (parents first).
+pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn annotate(e: Error, field: &str) -> Error {
@@ -302,7 +403,12 @@ fn after_mount(
 /// a move of the rootfs onto `/` and a chroot.
 pub fn enter(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
     nix::unistd::chdir(&plan.rootfs).ctx(|| format!("chdir {}", plan.rootfs.display()))?;
-    if plan.no_pivot {
+    if plan.host_ns {
+        // pivot_root (or a move onto `/`) would change the root of every
+        // process in the host's namespace: a chroot changes only ours.
+        sys.chroot(Path::new("."))
+            .ctx(|| "chroot into rootfs (no mount namespace)".into())?;
+    } else if plan.no_pivot {
         sys.mount(
             Some(&plan.rootfs),
             Path::new("/"),

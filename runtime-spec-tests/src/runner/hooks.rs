@@ -24,9 +24,12 @@ use crate::procfs;
 /// during prestart/createRuntime/createContainer ("creating"), start has
 /// not yet run the program during startContainer ("created").
 const KINDS: &[(&str, &str)] = &[
-    ("prestart", "creating"),
-    ("createRuntime", "creating"),
-    ("createContainer", "creating"),
+    // runtime.md "State": `creating` is step 2 of the lifecycle, `created`
+    // after it; these hooks are steps 3 to 5 (runtime-tools' hooks_stdin
+    // validation expects `created` for prestart too).
+    ("prestart", "created"),
+    ("createRuntime", "created"),
+    ("createContainer", "created"),
     ("startContainer", "created"),
     ("poststart", "running"),
     ("poststop", "stopped"),

@@ -434,7 +434,12 @@ fn create_reserved(
     if plan.new_userns {
         write_id_maps(pid.0, spec)?;
     }
-    let creating = String::from_utf8(state.hook_state(Status::Creating)).expect("json is utf-8");
+    // The state hooks of the create phase get: runtime.md "State" says
+    // `creating` is step 2 of the lifecycle (building the environment) and
+    // `created` comes after it; prestart, createRuntime and createContainer
+    // are steps 3 to 5, so they see `created`, which is also what
+    // runtime-tools' validation (hooks_stdin) and crun expect.
+    let creating = String::from_utf8(state.hook_state(Status::Created)).expect("json is utf-8");
     parent_end.send(&Msg::Go(creating.clone()))?;
     let mut msg = parent_end.recv()?;
     if msg == Some(Msg::Hooks) {

@@ -231,10 +231,7 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
             super::setup::switch_identity(&plan.process)?;
         }
         match hooks.start_container() {
-            Some(h) => {
-                let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
-                crate::hooks::run_all(h, "startContainer", state.as_bytes()).map(|()| fifo)
-            }
+            Some(h) => crate::hooks::run_all(h, "startContainer", state.as_bytes()).map(|()| fifo),
             None => Ok(fifo),
         }
     });

@@ -82,6 +82,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "linux.resources.network.classID",
     "linux.seccomp.errno",
     "linux.seccomp.errnoRet",
+    "linux.seccomp.defaultAction",
 ];
 
 /// What every check may look at.
@@ -178,6 +179,7 @@ pub fn run_check(name: &str, env: &Env) -> Outcome {
         "linux.devices.symlinks" => files::dev_symlinks(env),
         "linux.seccomp.errno" => process::seccomp(env, false),
         "linux.seccomp.errnoRet" => process::seccomp(env, true),
+        "linux.seccomp.defaultAction" => process::seccomp_default(env),
         _ => Outcome::Fail(format!("rst-checker knows no check named {name}")),
     }
 }

@@ -496,3 +496,51 @@ pub fn seccomp(env: &Env, with_errno_ret: bool) -> Outcome {
     }
     Outcome::from_problems(problems)
 }
+
+/// `linux.seccomp.defaultAction` `SCMP_ACT_ERRNO`: a syscall that no rule
+/// names fails with `defaultErrnoRet`, or EPERM when it is not set
+/// (config-linux.md, "Seccomp": "defaultErrnoRet ... If not specified then
+/// its default value is `EPERM`"). That the checker runs at all under a
+/// default-deny profile is the other half: the runner's allow list holds
+/// what the program needs, not the runtime's own set-up calls.
+pub fn seccomp_default(env: &Env) -> Outcome {
+    let Some(action) = env
+        .spec_at("/linux/seccomp/defaultAction")
+        .and_then(Value::as_str)
+    else {
+        return not_set("linux.seccomp.defaultAction");
+    };
+    if action != "SCMP_ACT_ERRNO" {
+        return Outcome::Skip(format!(
+            "defaultAction is {action}; only SCMP_ACT_ERRNO is checked"
+        ));
+    }
+    let named: Vec<String> = env
+        .spec_at("/linux/seccomp/syscalls")
+        .and_then(Value::as_array)
+        .map(|rules| {
+            rules
+                .iter()
+                .flat_map(|r| str_list(r.get("names")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((name, nr)) = ["getpgid", "getsid", "getpgrp", "getppid"]
+        .iter()
+        .filter(|n| !named.iter().any(|m| m == *n))
+        .find_map(|n| safe_syscall(n).map(|nr| (*n, nr)))
+    else {
+        return Outcome::Skip("every syscall the checker can probe is named by a rule".into());
+    };
+    let want = env
+        .spec_at("/linux/seccomp/defaultErrnoRet")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::from(libc::EPERM));
+    // SAFETY: the syscalls in safe_syscall take one integer argument (or
+    // none) and only read process ids.
+    let r = unsafe { libc::syscall(nr, 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    Outcome::check(r == -1 && i64::from(errno) == want, || {
+        format!("{name} (named by no rule): returned {r} errno {errno}, want -1 errno {want}")
+    })
+}

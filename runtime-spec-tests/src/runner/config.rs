@@ -33,6 +33,9 @@ struct Prep {
     overrides: Vec<(String, Outcome)>,
     /// Run with `process.terminal` and a console socket.
     terminal: bool,
+    /// After delete, report under this name whether any mount under the
+    /// bundle is left in the runner's (the runtime's) mount namespace.
+    mounts_left_check: Option<&'static str>,
 }
 
 type PrepareFn = fn(&mut Ctx, &mut Bundle, &mut Prep) -> Result<(), String>;
@@ -196,6 +199,30 @@ fn defs() -> Vec<Def> {
             prepare: prep_cgroups,
         },
         Def {
+            group: "config.seccomp-allowlist",
+            claims: vec![
+                ("linux.seccomp.defaultAction".into(), ""),
+                ("process.cwd".into(), "seccomp-allowlist"),
+                ("process.user.uid".into(), "seccomp-allowlist"),
+                ("process.args".into(), "seccomp-allowlist"),
+            ],
+            prepare: prep_seccomp_allowlist,
+        },
+        Def {
+            group: "config.unbindable",
+            claims: claims(&["linux.rootfsPropagation", "mounts.exist"], "unbindable"),
+            prepare: prep_unbindable,
+        },
+        Def {
+            group: "config.no-namespaces",
+            claims: ["pid", "network", "mount", "ipc", "uts", "cgroup"]
+                .iter()
+                .map(|t| (format!("linux.namespaces.{t}"), "none"))
+                .chain([("process.args".to_owned(), "none")])
+                .collect(),
+            prepare: prep_no_namespaces,
+        },
+        Def {
             group: "config.rlimits-above-hard",
             claims: claims(&["process.rlimits"], "above-hard-limit"),
             prepare: prep_rlimit_above_hard,
@@ -208,12 +235,27 @@ fn defs() -> Vec<Def> {
     ]
 }
 
+/// Checks a group's runner decides on the host, besides its checker claims.
+fn runner_checks(group: &str) -> &'static [&'static str] {
+    match group {
+        "config.no-namespaces" => &[NO_MOUNT_NS_LEFT],
+        _ => &[],
+    }
+}
+
+/// runtime.md "Delete": "Deleting a container MUST delete the resources
+/// that were created during the `create` step." Without a mount namespace
+/// the container's mounts are made in the runtime's namespace, so they are
+/// such resources.
+const NO_MOUNT_NS_LEFT: &str = "config.linux.namespaces.mount@none-delete";
+
 /// The config groups, plus the LSM fields this suite can only skip.
 pub fn groups() -> Vec<Group> {
     let mut out: Vec<Group> = defs()
         .into_iter()
         .map(|d| {
-            let checks = d.claims.iter().map(|(c, v)| report_name(c, v)).collect();
+            let mut checks: Vec<String> = d.claims.iter().map(|(c, v)| report_name(c, v)).collect();
+            checks.extend(runner_checks(d.group).iter().map(|c| (*c).to_owned()));
             let Def {
                 group,
                 claims,
@@ -293,6 +335,9 @@ fn run_def(
     } else {
         ctx.run_to_end(&b, name)
     };
+    if let Some(name) = prep.mounts_left_check {
+        rec.set(name, mounts_left(&b, output.is_ok()));
+    }
     let output = match output {
         Ok(o) => o,
         Err(e) => return fail_all(rec, &e),
@@ -317,6 +362,32 @@ fn run_def(
             }
         }
     }
+}
+
+/// Mounts under the bundle left in the runner's mount namespace after the
+/// container was deleted; unmounts them (deepest first) so that the work
+/// directory can be removed.
+fn mounts_left(b: &Bundle, ran: bool) -> Outcome {
+    let dir = b.dir.to_string_lossy().into_owned();
+    let left: Vec<String> = procfs::mountinfo()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(&format!("{dir}/")))
+        .collect();
+    for p in left.iter().rev() {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    if !ran {
+        return Outcome::Fail("the container did not run to the end".into());
+    }
+    Outcome::check(left.is_empty(), || {
+        format!(
+            "{} mounts under the bundle left in the runtime's mount namespace after delete: {}",
+            left.len(),
+            left.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// create with `--console-socket`, start, wait; returns the terminal output.
@@ -619,6 +690,87 @@ fn prep_cgroups(ctx: &mut Ctx, b: &mut Bundle, p: &mut Prep) -> Result<(), Strin
         ));
     }
     c["linux"]["resources"] = resources;
+    Ok(())
+}
+
+/// What a static program (the checker) and the OCI contract need: the
+/// program's own calls, the identity and capability switch (which comes
+/// after the filter when `noNewPrivileges` is false: the filter must be
+/// loaded while the runtime still has CAP_SYS_ADMIN), and execve.
+/// Deliberately absent, as in container profiles written before 2020
+/// (Docker's among them): `openat2`, `close_range`, `faccessat2`, which a
+/// program need not make; a runtime that makes them after loading the
+/// user's filter cannot start the program. `getpgid`, `getsid` and
+/// `getpgrp` are absent as probes for `linux.seccomp.defaultAction`
+/// (`getppid` stays: runc's init calls it after the filter, to check that
+/// its parent is still there).
+#[rustfmt::skip]
+const SECCOMP_ALLOW: &[&str] = &[
+    "access", "arch_prctl", "brk", "capget", "capset", "chdir", "chmod", "chown", "clock_getres",
+    "clock_gettime", "clock_nanosleep", "clone", "clone3", "close", "dup", "dup2", "dup3",
+    "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_wait", "execve", "execveat", "exit",
+    "exit_group", "faccessat", "fchdir", "fchmod", "fchmodat", "fchown", "fchownat", "fcntl",
+    "flock", "fork", "fstat", "fstatfs", "fsync", "ftruncate", "futex", "getcwd", "getdents64",
+    "getegid", "geteuid", "getgid", "getgroups", "getpid", "getppid", "getpriority", "getrandom",
+    "getresgid", "getresuid", "getrlimit", "getrusage", "gettid", "gettimeofday", "getuid",
+    "ioctl", "kill", "lseek", "lstat", "madvise", "mkdir", "mkdirat", "mmap", "mprotect", "mremap",
+    "munmap", "nanosleep", "newfstatat", "open", "openat", "pipe", "pipe2", "poll", "ppoll",
+    "prctl", "pread64", "prlimit64", "pselect6", "pwrite64", "read", "readlink", "readlinkat",
+    "readv", "rename", "renameat", "renameat2", "rmdir", "rseq", "rt_sigaction", "rt_sigprocmask",
+    "rt_sigreturn", "rt_sigsuspend", "sched_getaffinity", "sched_yield", "select",
+    "set_robust_list", "set_tid_address", "setfsgid", "setfsuid", "setgid", "setgroups", "setpgid",
+    "setregid", "setresgid", "setresuid", "setreuid", "setsid", "setuid", "sigaltstack", "stat",
+    "statfs", "statx", "sysinfo", "tgkill", "umask", "uname", "unlink", "unlinkat", "vfork",
+    "wait4", "waitid", "write", "writev",
+];
+
+/// config-linux.md "Seccomp" with `defaultAction: SCMP_ACT_ERRNO` and an
+/// allow list of what the program needs (the shape of every real
+/// container profile), `noNewPrivileges: false` and a non-root user, so
+/// that the filter is loaded before the identity switch. The program must
+/// run, in its `cwd`, as its user, and an unlisted syscall gets EPERM.
+fn prep_seccomp_allowlist(_ctx: &mut Ctx, b: &mut Bundle, _p: &mut Prep) -> Result<(), String> {
+    let c = &mut b.config;
+    c["process"]["noNewPrivileges"] = json!(false);
+    c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c["process"]["cwd"] = json!("/home/user");
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": SECCOMP_ALLOW, "action": "SCMP_ACT_ALLOW"}]
+    });
+    Ok(())
+}
+
+/// config-linux.md "Rootfs Mount Propagation": `unbindable`, "the rootfs
+/// mount is a private mount that cannot be bind-mounted". The default
+/// masked paths (bind mounts of /dev/null) and mounts must still be there.
+fn prep_unbindable(_ctx: &mut Ctx, b: &mut Bundle, _p: &mut Prep) -> Result<(), String> {
+    b.config["linux"]["rootfsPropagation"] = json!("unbindable");
+    Ok(())
+}
+
+/// config-linux.md "Namespaces": "If a namespace type is not specified in
+/// the `namespaces` array, the container MUST inherit the runtime namespace
+/// of that type." An empty list: every namespace is the runtime's, the
+/// mount namespace included; after delete none of the container's mounts
+/// may stay in it (runtime.md "Delete").
+fn prep_no_namespaces(_ctx: &mut Ctx, b: &mut Bundle, p: &mut Prep) -> Result<(), String> {
+    let c = &mut b.config;
+    c["linux"]["namespaces"] = json!([]);
+    // Masked and read-only paths need a mount namespace of the container's
+    // own (runc refuses them without one); they are not what this checks.
+    for k in ["maskedPaths", "readonlyPaths"] {
+        if let Some(l) = c["linux"].as_object_mut() {
+            l.remove(k);
+        }
+    }
+    // Without a UTS namespace of its own the container may not set names.
+    if let Some(o) = c.as_object_mut() {
+        o.remove("hostname");
+        o.remove("domainname");
+    }
+    p.mounts_left_check = Some(NO_MOUNT_NS_LEFT);
     Ok(())
 }
 

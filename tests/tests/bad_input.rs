@@ -248,7 +248,8 @@ fn path_like_id_rejected() {
 fn missing_required_fields_are_named() {
     require_root!();
     let rt = Runtime::new();
-    let cases: [(&str, fn(&mut Value)); 3] = [
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 3] = [
         ("process.rlimits[0].soft", |c| {
             c["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 1024 }])
         }),

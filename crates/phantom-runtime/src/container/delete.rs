@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
+use crate::error::{words, Error, Result};
 use crate::state::{StateStore, Status};
 
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
@@ -26,11 +26,12 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     // We hold the lock, so no create is running: "creating" is a leftover.
     let stale_creating = st.status == Status::Creating;
     if st.status != Status::Stopped && !force && !stale_creating {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a stopped container can be deleted (use --force to kill it first)".into(),
-        });
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words::DELETE_LIVE,
+            "only a stopped container can be deleted (use --force to kill it first)",
+        ));
     }
     if let Some(pid) = st.pid {
         if crate::proc_info::is_alive(pid, st.init_start_time) {

@@ -1,6 +1,6 @@
 //! `update`: change the cgroup limits of a live container.
 
-use crate::error::{Error, Result};
+use crate::error::{words, Error, Result};
 use crate::state::{StateStore, Status};
 
 /// Apply `resources` (devices left alone unless given).
@@ -13,11 +13,12 @@ pub fn update(
     let mut st = store.load(id)?;
     store.refresh(&mut st);
     if st.status == Status::Stopped {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "a stopped container cannot be updated".into(),
-        });
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words::NOT_RUNNING,
+            "a stopped container cannot be updated",
+        ));
     }
     let cg = st
         .cgroup

@@ -12,9 +12,28 @@ use crate::state::{StateStore, Status};
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     let _lock = match store.lock(id) {
         Ok(l) => l,
-        // A create killed before it wrote state.json leaves only the dir.
+        // A create killed before it wrote state.json leaves only the dir;
+        // but a create still running holds its lock, and its container is
+        // not ours to remove (reserve first, then check; STYLE.md).
         Err(Error::NotFound(_)) if force && store.dir(id).is_dir() => {
-            return store.remove(id);
+            return match store.try_lock_dir(id) {
+                Ok(Some(_held)) if !store.dir(id).join(crate::state::STATE_FILE).exists() => {
+                    store.remove(id)
+                }
+                // It got its state.json meanwhile: an ordinary delete.
+                Ok(Some(held)) => {
+                    drop(held);
+                    delete(store, id, force)
+                }
+                Ok(None) => Err(Error::wrong_state(
+                    id,
+                    Status::Creating,
+                    words::DELETE_LIVE,
+                    "another command is creating it; delete it once that is done",
+                )),
+                Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
         }
         // Like runc: forcing the delete of a container that is already gone
         // succeeds (containerd's shim follows every delete with one).

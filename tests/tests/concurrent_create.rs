@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use phantom_tests::{
-    assert_success, describe, output, require_root, runtime_binary, stderr, stdout, Bundle,
-    Runtime,
+    assert_success, describe, output, require_root, runtime_binary, stderr, stdout, Bundle, Runtime,
 };
 
 /// How many callers race.
@@ -42,7 +41,12 @@ fn one_winner(outs: &[Output]) -> usize {
         .filter(|&i| outs[i].status.success())
         .collect();
     let all: Vec<String> = outs.iter().map(describe).collect();
-    assert_eq!(winners.len(), 1, "want exactly one success:\n{}", all.join("\n"));
+    assert_eq!(
+        winners.len(),
+        1,
+        "want exactly one success:\n{}",
+        all.join("\n")
+    );
     for (i, o) in outs.iter().enumerate() {
         if i != winners[0] {
             assert!(
@@ -144,8 +148,16 @@ impl Sandboxes {
 
     #[track_caller]
     fn assert_clean(&self) {
-        assert!(entries(&self.base()).is_empty(), "{:?}", entries(&self.base()));
-        assert!(entries(self.rt.root()).is_empty(), "{:?}", entries(self.rt.root()));
+        assert!(
+            entries(&self.base()).is_empty(),
+            "{:?}",
+            entries(&self.base())
+        );
+        assert!(
+            entries(self.rt.root()).is_empty(),
+            "{:?}",
+            entries(self.rt.root())
+        );
     }
 }
 
@@ -174,8 +186,19 @@ fn concurrent_sandbox_creates_leave_one_working_sandbox() {
         assert_eq!(o.status.code(), Some(17), "{}", describe(o));
     }
     assert_eq!(s.rt.status(&id), "running");
-    assert!(s.base().join(&id).is_dir(), "the winner's sandbox directory is gone");
-    let out = s.cmd(&["exec", "--no-daemon", &id, "--", "sh", "-c", "echo kept > /workspace/f; cat /workspace/f"]);
+    assert!(
+        s.base().join(&id).is_dir(),
+        "the winner's sandbox directory is gone"
+    );
+    let out = s.cmd(&[
+        "exec",
+        "--no-daemon",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /workspace/f; cat /workspace/f",
+    ]);
     assert_eq!(stdout(&out), "kept\n", "{}", describe(&out));
     // And once more, now that nobody races: still "already exists".
     let out = s.cmd(&["create", "--profile", "python-dev", &id]);
@@ -196,7 +219,14 @@ fn concurrent_sandbox_runs_with_one_id_run_once() {
         (0..RACERS)
             .map(|_| {
                 s.command(&[
-                    "run", "--profile", "python-dev", "--no-daemon", &id, "--", "sh", "-c",
+                    "run",
+                    "--profile",
+                    "python-dev",
+                    "--no-daemon",
+                    &id,
+                    "--",
+                    "sh",
+                    "-c",
                     "sleep 2; echo done",
                 ])
             })
@@ -221,7 +251,11 @@ fn sandbox_create_over_an_oci_container_leaves_it_alone() {
     assert_success(&s.cmd(&["create", "--bundle", &b, &s.id]), "create");
     let out = s.cmd(&["create", "--profile", "python-dev", &s.id]);
     assert_eq!(out.status.code(), Some(17), "{}", describe(&out));
-    assert!(stderr(&out).contains("already exists"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("already exists"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(s.rt.status(&s.id), "created");
     assert!(entries(&s.base()).is_empty(), "{:?}", entries(&s.base()));
 }

@@ -52,9 +52,13 @@ fn containerd_kill(output: &str) -> KillClass {
 
 /// CRI-O `runtimeCmd`: the runtime says the container has no process.
 fn crio_not_found(stderr: &str) -> bool {
-    ["no such process", "container not running", "invalid process"]
-        .iter()
-        .any(|w| stderr.contains(w))
+    [
+        "no such process",
+        "container not running",
+        "invalid process",
+    ]
+    .iter()
+    .any(|w| stderr.contains(w))
 }
 
 fn is_crun() -> bool {
@@ -141,7 +145,11 @@ fn missing_container_says_does_not_exist() {
     let out = rt.try_delete(&id, true);
     assert!(out.status.success(), "{}", describe(&out));
     let out = rt.cmd(&["exec", &id, "true"]);
-    assert!(stderr(&out).contains("does not exist") || is_crun(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("does not exist") || is_crun(),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(
         out.status.code(),
         Some(if is_crun() { 1 } else { 255 }),
@@ -161,16 +169,37 @@ fn verbs_on_an_exited_container_use_runcs_words() {
     let rt = Runtime::new();
     let id = stopped(&rt, "words-verbs");
     let cases: [(&[&str], &str, i32); 5] = [
-        (&["start", &id], "cannot start a container that has stopped", 1),
+        (
+            &["start", &id],
+            "cannot start a container that has stopped",
+            1,
+        ),
         (&["pause", &id], "container not running", 1),
         (&["resume", &id], "container not paused", 1),
-        (&["update", "--pids-limit", "10", &id], "container not running", 1),
-        (&["exec", &id, "true"], "cannot exec in a stopped container", 255),
+        (
+            &["update", "--pids-limit", "10", &id],
+            "container not running",
+            1,
+        ),
+        (
+            &["exec", &id, "true"],
+            "cannot exec in a stopped container",
+            255,
+        ),
     ];
     for (args, words, code) in cases {
         let out = rt.cmd(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", describe(&out));
-        assert!(stderr(&out).contains(words), "{args:?}: want {words:?}: {}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(
+            stderr(&out).contains(words),
+            "{args:?}: want {words:?}: {}",
+            describe(&out)
+        );
     }
     rt.delete(&id);
 }
@@ -187,7 +216,11 @@ fn verbs_on_a_live_container_use_runcs_words() {
     let id = rt.id("words-live");
     rt.create(&id, &Bundle::new(&["sleep", "1000"]));
     let out = rt.cmd(&["resume", &id]);
-    assert!(stderr(&out).contains("container not paused"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("container not paused"),
+        "{}",
+        describe(&out)
+    );
     rt.start(&id);
     let out = rt.try_start(&id);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -209,7 +242,11 @@ fn verbs_on_a_live_container_use_runcs_words() {
         describe(&out)
     );
     let out = rt.cmd(&["pause", &id]);
-    assert!(stderr(&out).contains("container not running"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("container not running"),
+        "{}",
+        describe(&out)
+    );
     assert!(rt.cmd(&["resume", &id]).status.success());
     let out = rt.try_delete(&id, true);
     assert!(out.status.success(), "{}", describe(&out));
@@ -226,6 +263,10 @@ fn duplicate_create_says_already_exists() {
     rt.create(&id, &Bundle::new(&["sleep", "1000"]));
     let out = rt.try_create(&id, &Bundle::sh("true"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(stderr(&out).contains("already exists"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("already exists"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(rt.status(&id), "created");
 }

@@ -207,7 +207,13 @@ fn update_ignores_device_rules() {
     // The rest of the update applies.
     assert_eq!(v1("pids", &id, "pids.max"), "40");
     assert_eq!(v1("memory", &id, "memory.limit_in_bytes"), "67108864");
-    let out = rt.cmd(&["exec", &id, "sh", "-c", "echo x > /dev/null && head -c1 /dev/zero | wc -c"]);
+    let out = rt.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo x > /dev/null && head -c1 /dev/zero | wc -c",
+    ]);
     assert_eq!(stdout(&out).trim(), "1", "{}", describe(&out));
     if let Some(before) = rules_before {
         assert_eq!(v1("devices", &id, "devices.list"), before.trim());

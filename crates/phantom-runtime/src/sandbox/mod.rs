@@ -76,7 +76,9 @@ pub fn reserve_dir(base: &Path, id: &str, store: &StateStore) -> Result<SandboxD
             .map_err(|e| Error::io("cannot write", &root_file, e))?;
         let base_fd = nix::fcntl::open(
             base,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::io("cannot open sandbox directory", base, e.into()))?;
@@ -228,17 +230,30 @@ mod tests {
         });
         assert_eq!(won.iter().filter(|r| r.is_ok()).count(), 1);
         for r in won.iter().filter(|r| r.is_err()) {
-            assert!(matches!(r, Err(Error::AlreadyExists(id)) if id == "box"), "{r:?}");
+            assert!(
+                matches!(r, Err(Error::AlreadyExists(id)) if id == "box"),
+                "{r:?}"
+            );
         }
         // No temporary directories are left.
-        let names: Vec<_> = fs::read_dir(&base).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("box")]);
         // Held: refused. Released with a container in the root: refused.
         let held = won.into_iter().find_map(|r| r.ok()).unwrap();
-        assert!(matches!(reserve_dir(&base, "box", &store), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            reserve_dir(&base, "box", &store),
+            Err(Error::AlreadyExists(_))
+        ));
         let _state = store.reserve("box").unwrap();
         drop(held);
-        assert!(matches!(reserve_dir(&base, "box", &store), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            reserve_dir(&base, "box", &store),
+            Err(Error::AlreadyExists(_))
+        ));
         // Released and no container: a leftover, taken over.
         store.remove("box").unwrap();
         fs::write(base.join("box/kept"), "x").unwrap();

@@ -12,9 +12,13 @@
 set -euo pipefail
 
 unified=/sys/fs/cgroup/unified
-if ! mountpoint -q "$unified" 2>/dev/null ||
-	! grep -qw hugetlb "$unified/cgroup.controllers" 2>/dev/null; then
-	exit 0 # not hybrid, or hugetlb is already a v1 hierarchy
+mountpoint -q "$unified" 2>/dev/null || exit 0 # not hybrid
+# A v1 hugetlb hierarchy that is not mounted here (unmounted while another
+# mount namespace keeps it alive) is mounted again; so is hugetlb on v2.
+v1_hierarchy=$(awk '$1 == "hugetlb" { print $2 }' /proc/cgroups)
+if ! grep -qw hugetlb "$unified/cgroup.controllers" 2>/dev/null &&
+	{ [[ ${v1_hierarchy:-0} == 0 ]] || mountpoint -q /sys/fs/cgroup/hugetlb; }; then
+	exit 0 # hugetlb is mounted as v1 already (or the kernel lacks it)
 fi
 if [[ $(id -u) -ne 0 ]]; then
 	echo "prepare-host: need root to mount the hugetlb cgroup as v1 for crun" >&2

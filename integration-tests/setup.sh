@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the engine tests need on Debian 12 and prepare this host's
-# cgroups for crun. Idempotent; quiet when everything is already there.
+# cgroups for crun (hack/prepare-host.sh). Idempotent; quiet when everything
+# is already there.
 #
 # Usage (as root): integration-tests/setup.sh
 #
@@ -17,17 +18,6 @@ pkgs=(podman conmon containerd golang-github-containers-common crun runc
 # dbus and CNI, none of which the tests use.
 "$(dirname "$0")/../hack/apt-ensure.sh" --no-recommends setup "${pkgs[@]}"
 
-# crun 1.8.1 refuses a hybrid cgroup host whose cgroup2 mount still holds a
-# controller ("cgroups in hybrid mode not supported"); on Debian 12 VMs
-# without systemd that controller is hugetlb. Mounting hugetlb as v1 frees
-# the cgroup2 mount. Only on hybrid hosts, once per boot, as root.
-if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null &&
-	grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "setup: need root to mount the hugetlb cgroup as v1 for crun" >&2
-		exit 1
-	fi
-	mkdir -p /sys/fs/cgroup/hugetlb
-	mountpoint -q /sys/fs/cgroup/hugetlb ||
-		mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
-fi
+# The host's cgroups for crun (hugetlb as v1 on a hybrid host): the same
+# step `make test` runs before any test.
+"$(dirname "$0")/../hack/prepare-host.sh"

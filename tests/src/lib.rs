@@ -20,11 +20,13 @@
 //! * Every [`Bundle`] has its own copy of a busybox rootfs built once by
 //!   `hack/make-rootfs.sh` into `target/test-rootfs`.
 //!
+//! * The last `Runtime` of all (across test processes) removes the shared
+//!   parent cgroup [`CGROUP_PARENT`] too, so a test run leaves no cgroup.
+//!
 //! crun 1.8.1 refuses hybrid cgroup hosts whose cgroup2 mount still has a
-//! controller (this machine binds hugetlb there). Mounting hugetlb on v1 once
-//! frees it: `mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb
-//! cgroup /sys/fs/cgroup/hugetlb`. The harness does not do this itself
-//! because it changes the host globally.
+//! controller (this machine binds hugetlb there). `hack/prepare-host.sh`
+//! mounts hugetlb as v1, once, before any test (`make test` runs it first).
+//! The harness does not do this itself because it changes the host globally.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -48,8 +50,54 @@ use tempfile::TempDir;
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Parent cgroup (relative to each hierarchy) of every test container, so a
-/// test run never touches anything else in the host's cgroup tree.
+/// test run never touches anything else in the host's cgroup tree. The
+/// last [`Runtime`] to go (in any test process) removes it again.
 pub const CGROUP_PARENT: &str = "/phantom-test";
+
+/// Every live [`Runtime`], in any process, holds this file locked shared;
+/// the one that can lock it exclusive after its own cleanup is the last
+/// and removes [`CGROUP_PARENT`]. A new Runtime's shared lock waits for
+/// that removal, so no container's cgroup is created under a parent that
+/// is being removed.
+const CGROUP_LOCK: &str = "/run/phantom-test-cgroups.lock";
+
+fn cgroup_lock(arg: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<File>> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(CGROUP_LOCK)
+        .ok()?;
+    nix::fcntl::Flock::lock(f, arg).ok()
+}
+
+/// Removes [`CGROUP_PARENT`] and any empty cgroup left below it from every
+/// hierarchy (one with processes in it stays and is reported).
+fn remove_cgroup_parent() {
+    fn rmdir_tree(dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+        }
+        if let Err(e) = fs::remove_dir(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("cannot remove test cgroup {}: {e}", dir.display());
+            }
+        }
+    }
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let dir = h.path().join(CGROUP_PARENT.trim_start_matches('/'));
+        if dir.is_dir() {
+            rmdir_tree(&dir);
+        }
+    }
+}
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -557,6 +605,8 @@ pub struct Runtime {
     created: Mutex<Vec<Created>>,
     /// Bundles of our containers, kept until the containers are gone.
     bundles: Mutex<Vec<Arc<TempDir>>>,
+    /// Shared lock on [`CGROUP_LOCK`] while this Runtime lives.
+    cgroup_hold: Option<nix::fcntl::Flock<File>>,
 }
 
 impl Default for Runtime {
@@ -580,6 +630,9 @@ impl Runtime {
             root,
             created: Mutex::new(Vec::new()),
             bundles: Mutex::new(Vec::new()),
+            cgroup_hold: is_root()
+                .then(|| cgroup_lock(nix::fcntl::FlockArg::LockShared))
+                .flatten(),
         }
     }
 
@@ -760,6 +813,12 @@ impl Drop for Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        // The last Runtime anywhere removes the shared parent cgroup.
+        if self.cgroup_hold.take().is_some() {
+            if let Some(_last) = cgroup_lock(nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                remove_cgroup_parent();
+            }
+        }
     }
 }
 

@@ -1937,3 +1937,42 @@ fn parsers_of_this_file_work() {
     .unwrap();
     assert_eq!((r.status, r.header("Retry-After")), (429, Some("1")));
 }
+
+/// Concurrent POST /v1/sandboxes with one id: one 201, every other 409
+/// (never 400, never a lost sandbox); the survivor runs commands, and its
+/// DELETE leaves nothing behind.
+#[test]
+fn concurrent_creates_of_one_id_give_one_201_and_409s() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&[]) else {
+        return;
+    };
+    let id = format!("race-{}", std::process::id());
+    let body = json!({"profile": "python-dev", "id": id});
+    let barrier = std::sync::Barrier::new(5);
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..5)
+            .map(|_| {
+                let (d, b, body) = (&d, &barrier, &body);
+                s.spawn(move || {
+                    b.wait();
+                    let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(body));
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = statuses.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 1, "{statuses:?}");
+    for (s, text) in statuses.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*s, 409, "{text}");
+        assert!(text.contains("already exists"), "{text}");
+    }
+    let base = format!("/v1/sandboxes/{id}");
+    let r = d.exec(&base, KEY_A, &json!({"argv": ["echo", "alive"]}));
+    r.expect(200);
+    assert_eq!(r.json()["stdout"], "alive\n", "{r}");
+    d.call("DELETE", &base, KEY_A, None).expect(204);
+    d.stop_and_check_clean();
+}

@@ -179,6 +179,47 @@ fn update_changes_limits_live() {
     assert!(v["data"]["pids"]["current"].as_u64().unwrap() >= 1);
 }
 
+/// Kubernetes' UpdateContainerResources makes containerd send the whole
+/// LinuxResources, `devices` (deny all) included. runc ignores `devices` on
+/// update; so must we, or the container loses /dev/null (EPERM).
+#[test]
+fn update_ignores_device_rules() {
+    require_root!();
+    let rt = Runtime::new();
+    let id = rt.id("update-devices");
+    rt.create(&id, &Bundle::sh("sleep 1000"));
+    rt.start(&id);
+    let rules_before = fs::read_to_string(format!(
+        "/sys/fs/cgroup/devices{CGROUP_PARENT}/{id}/devices.list"
+    ))
+    .ok();
+    let resources = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "pids": {"limit": 40},
+        "memory": {"limit": 67108864}
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), resources.to_string()).unwrap();
+    assert_success(
+        &rt.cmd(&["update", "--resources", file.path().to_str().unwrap(), &id]),
+        "update --resources",
+    );
+    // The rest of the update applies.
+    assert_eq!(v1("pids", &id, "pids.max"), "40");
+    assert_eq!(v1("memory", &id, "memory.limit_in_bytes"), "67108864");
+    let out = rt.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo x > /dev/null && head -c1 /dev/zero | wc -c",
+    ]);
+    assert_eq!(stdout(&out).trim(), "1", "{}", describe(&out));
+    if let Some(before) = rules_before {
+        assert_eq!(v1("devices", &id, "devices.list"), before.trim());
+    }
+}
+
 #[test]
 fn seccomp_denied_syscall_returns_the_configured_errno() {
     require_root!();

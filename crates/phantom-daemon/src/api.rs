@@ -88,9 +88,7 @@ fn not_found(id: &str) -> ApiError {
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::Invalid(m) if m.contains("exists already") => {
-                ApiError(StatusCode::CONFLICT, m)
-            }
+            BackendError::AlreadyExists(m) => ApiError(StatusCode::CONFLICT, m),
             BackendError::Invalid(m) => bad(m),
             BackendError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
         }

@@ -10,16 +10,25 @@ pub enum Error {
     #[error("invalid container id {id:?}: {reason}")]
     InvalidId { id: String, reason: &'static str },
 
+    /// "does not exist" is what containerd's shim (kill, delete) and
+    /// Podman 4 (`state`) match for a missing container.
     #[error("container {0:?} does not exist")]
     NotFound(String),
 
     #[error("container {0:?} already exists")]
     AlreadyExists(String),
 
-    #[error("container {id:?} is {status}: {action}")]
+    /// A verb the container's status does not allow. The message starts
+    /// with runc's words for the case (`words`, e.g. "container not
+    /// running"): engines match those in our stderr to tell an exited
+    /// container from a failure (containerd's `checkKillError`, CRI-O's
+    /// `runtimeCmd`; docs/engines.md lists them), so they are part of the
+    /// contract, not prose.
+    #[error("{words}: container {id:?} is {status}; {action}")]
     WrongState {
         id: String,
         status: String,
+        words: &'static str,
         action: String,
     },
 
@@ -58,6 +67,23 @@ pub enum Error {
     Cgroup(String),
 }
 
+/// runc 1.1's words for each status a verb refuses, which engines match in
+/// our stderr (checked side by side with runc 1.1.5; docs/engines.md).
+pub mod words {
+    /// kill, pause and update of a container that is not running.
+    /// containerd's `checkKillError` and CRI-O's `runtimeCmd` read it as
+    /// "the process already exited" (crun's "no such process" too).
+    pub const NOT_RUNNING: &str = "container not running";
+    /// resume of a container that is not paused.
+    pub const NOT_PAUSED: &str = "container not paused";
+    pub const START_STOPPED: &str = "cannot start a container that has stopped";
+    pub const START_RUNNING: &str = "cannot start an already running container";
+    pub const START_OTHER: &str = "cannot start a container that is not created";
+    pub const EXEC_STOPPED: &str = "cannot exec in a stopped container";
+    pub const EXEC_PAUSED: &str = "cannot exec in a paused container";
+    pub const DELETE_LIVE: &str = "cannot delete a container that is not stopped";
+}
+
 impl Error {
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -71,6 +97,20 @@ impl Error {
         Error::Sys {
             what: what.into(),
             cause: source,
+        }
+    }
+
+    pub fn wrong_state(
+        id: &str,
+        status: impl std::fmt::Display,
+        words: &'static str,
+        action: impl Into<String>,
+    ) -> Self {
+        Error::WrongState {
+            id: id.to_string(),
+            status: status.to_string(),
+            words,
+            action: action.into(),
         }
     }
 

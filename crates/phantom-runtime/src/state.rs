@@ -203,6 +203,32 @@ impl StateStore {
         self.lock_dir(id, &dir)
     }
 
+    /// Lock a container's directory whether or not it has a state.json
+    /// yet, without waiting: None while another command holds it (a
+    /// `create` holds it from its reservation to its end).
+    pub fn try_lock_dir(&self, id: &str) -> Result<Option<Lock>> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
+                _ => Error::io("cannot open state directory", &dir, e),
+            })?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(Error::io("cannot lock state directory", &dir, e));
+        }
+        Ok(Some(Lock { _fd: f.into() }))
+    }
+
     fn lock_dir(&self, id: &str, dir: &Path) -> Result<Lock> {
         let f = fs::OpenOptions::new()
             .read(true)

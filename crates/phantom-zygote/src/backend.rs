@@ -16,11 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Exit status of `phantom create --profile P ID` when a container or
+/// sandbox of that id exists already (EEXIST's number): the one failure
+/// the backend must tell apart (HTTP 409), typed rather than read from
+/// the message.
+pub const EXIT_ALREADY_EXISTS: i32 = 17;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The caller asked for something that does not exist or is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// A sandbox of that id exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// phantom itself failed.
     #[error("{0}")]
     Failed(String),
@@ -453,7 +462,18 @@ impl Backend for Subprocess {
             let mut args = vec!["create", "--profile", profile, "--name", id];
             let extra = limits.args();
             args.extend(extra.iter().map(String::as_str));
-            self.check(&args).await?;
+            let out = self.command().args(&args).output().await.map_err(|e| {
+                BackendError::Failed(format!("cannot run {}: {e}", self.bin.display()))
+            })?;
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let err = err.trim().trim_start_matches("phantom: ").to_string();
+                return Err(if out.status.code() == Some(EXIT_ALREADY_EXISTS) {
+                    BackendError::AlreadyExists(err)
+                } else {
+                    BackendError::Invalid(err)
+                });
+            }
             let state = self.check(&["state", id]).await?;
             let v: serde_json::Value = serde_json::from_str(&state)
                 .map_err(|e| BackendError::Failed(format!("phantom state {id}: {e}")))?;

@@ -31,20 +31,61 @@ fn main() {
         Ok(t) => t,
         Err(e) => fail(&e, false),
     };
+    let verb = Verb::of(&cli);
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             tracing::error!("{e:#}");
-            fail(&e, to_file)
+            let code = verb.exit_code(&e);
+            fail_with(&e, to_file, code)
+        }
+    }
+}
+
+/// What decides the exit status of a failed command.
+enum Verb {
+    /// runc 1.1 exits 255 when `exec` fails (`fatalWithCode(..., 255)`),
+    /// so that a caller can tell it from the program's own status.
+    Exec,
+    /// `create --profile`: the daemon's backend tells "already exists"
+    /// (HTTP 409) from other failures by the exit status, not the text.
+    SandboxCreate,
+    Other,
+}
+
+impl Verb {
+    fn of(cli: &Cli) -> Verb {
+        match &cli.command {
+            Some(Command::Exec(_)) => Verb::Exec,
+            Some(Command::Create(a)) if a.sandbox.profile.is_some() => Verb::SandboxCreate,
+            _ => Verb::Other,
+        }
+    }
+
+    fn exit_code(&self, e: &anyhow::Error) -> i32 {
+        let exists = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<phantom_runtime::Error>(),
+                Some(phantom_runtime::Error::AlreadyExists(_))
+            )
+        });
+        match self {
+            Verb::Exec => 255,
+            Verb::SandboxCreate if exists => phantom_zygote::backend::EXIT_ALREADY_EXISTS,
+            _ => 1,
         }
     }
 }
 
 fn fail(e: &anyhow::Error, also_stderr: bool) -> ! {
+    fail_with(e, also_stderr, 1)
+}
+
+fn fail_with(e: &anyhow::Error, also_stderr: bool, code: i32) -> ! {
     if also_stderr || !tracing::dispatcher::has_been_set() {
         eprintln!("phantom: {e:#}");
     }
-    std::process::exit(1)
+    std::process::exit(code)
 }
 
 fn paths(p: &Option<PathBuf>) -> Vec<PathBuf> {

@@ -57,6 +57,8 @@ pub struct Prepared {
     pub annotations: std::collections::BTreeMap<String, String>,
     /// The workspace was given by the caller (never removed).
     pub own_workspace: bool,
+    /// The sandbox directory, held until the container exists.
+    _reserved: sandbox::SandboxDir,
 }
 
 /// Resolve the profile, apply the flags, make the workspace and bundle.
@@ -96,21 +98,24 @@ pub fn prepare(
         }
     }
 
-    let id = id.unwrap_or_else(random_id);
-    phantom_runtime::state::validate_id(&id)?;
-    if store.dir(&id).exists() {
-        bail!("a container or sandbox named {id:?} exists already");
-    }
-    let dir = sandbox::base_dir().join(&id);
-    let (workspace, own_workspace) = match &args.workspace {
+    let given_workspace = match &args.workspace {
         Some(w) => {
             let w = std::fs::canonicalize(w)
                 .with_context(|| format!("--workspace {}: does not exist", w.display()))?;
             if !w.is_dir() {
                 bail!("--workspace {}: not a directory", w.display());
             }
-            (w, true)
+            Some(w)
         }
+        None => None,
+    };
+    let id = id.unwrap_or_else(random_id);
+    // Reserve first, then check: a concurrent create of the same id fails
+    // here with "already exists" and touches nothing of the winner's.
+    let reserved = sandbox::reserve_dir(&sandbox::base_dir(), &id, store)?;
+    let dir = reserved.path.clone();
+    let (workspace, own_workspace) = match given_workspace {
+        Some(w) => (w, true),
         None => (dir.join("workspace"), false),
     };
     let bundle = dir.join("bundle");
@@ -154,6 +159,7 @@ pub fn prepare(
         bundle,
         annotations,
         own_workspace,
+        _reserved: reserved,
     })
 }
 
@@ -265,11 +271,16 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         },
     );
     // A detached or kept sandbox stays (destroy removes it); otherwise
-    // nothing is left: container, bundle, and a workspace we made.
+    // nothing is left: container, bundle, and a workspace we made. An id
+    // taken in the state root (an OCI container of that name) is not ours
+    // to delete: only our sandbox directory goes.
     if !(a.detach || a.keep) || res.is_err() {
-        let _ = container::delete(store, &p.id, true);
+        if !matches!(res, Err(phantom_runtime::Error::AlreadyExists(_))) {
+            let _ = container::delete(store, &p.id, true);
+        }
         sandbox::remove_dirs(&p.annotations, p.own_workspace)?;
     }
+    drop(p);
     match res {
         Ok(code) => Ok(code),
         Err(e) => match exec_failure_status(&e) {
@@ -315,13 +326,20 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
             zygote: false,
         },
     )
-    .and_then(|_| container::start(store, &id));
+    .map_err(|e| (e, false))
+    .and_then(|_| container::start(store, &id).map_err(|e| (e, true)));
     restore_stdio(saved);
-    if let Err(e) = created {
-        let _ = container::delete(store, &id, true);
+    if let Err((e, ours)) = created {
+        // A failed create cleaned up after itself; and when the id was
+        // taken in the state root the container is someone else's. Only
+        // a container we created and could not start is ours to delete.
+        if ours {
+            let _ = container::delete(store, &id, true);
+        }
         let _ = sandbox::remove_dirs(&p.annotations, p.own_workspace);
         return Err(e.into());
     }
+    drop(p);
     println!("{id}");
     Ok(0)
 }

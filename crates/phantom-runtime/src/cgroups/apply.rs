@@ -83,6 +83,12 @@ pub(crate) fn target<'a>(cg: &'a Cgroup, controller: &str, field: &str) -> Resul
     if avail.split_whitespace().any(|c| c == v2name) {
         return Ok(Target::V2(dir));
     }
+    // Hybrid: `create` enabled nothing on the cgroup2 side; this setting
+    // needs the controller there, so enable it (and only it) now.
+    if hybrid && cg.enable_v2(v2name) {
+        return Ok(Target::V2(dir));
+    }
+    let avail = fsio::read_opt(&list).unwrap_or_default();
     let also = if hybrid {
         format!(" and it is not mounted as a cgroup v1 hierarchy either (hybrid host: {controller} cannot be set)")
     } else {
@@ -1031,6 +1037,10 @@ fn unified(cg: &Cgroup, map: &HashMap<String, String>) -> Result<()> {
             ));
         };
         let path = dir.join(key);
+        // Hybrid: the controller is enabled on demand (see `target`).
+        if !fsio::exists(&path) && !cg.is_v2() && ctrl != "cgroup" {
+            cg.enable_v2(ctrl);
+        }
         if !fsio::exists(&path) {
             let avail = fsio::read_opt(&dir.join("cgroup.controllers")).unwrap_or_default();
             let reason = if ctrl != "cgroup" && !avail.split_whitespace().any(|c| c == ctrl) {

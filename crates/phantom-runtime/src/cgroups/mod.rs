@@ -183,19 +183,47 @@ impl Cgroup {
                 }
             }
         }
-        if let (Some(dir), Some(mount)) = (&self.unified, &self.unified_mount) {
-            // Ancestors from the mount down to the parent, then the cgroup.
-            let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
-            let mut cur = mount.clone();
-            for comp in rel.components() {
-                enable_controllers(&cur);
-                cur.push(comp);
-                mkdir_p(&cur, made)?;
+        match (&self.unified, &self.unified_mount) {
+            // Pure v2: ancestors from the mount down to the parent, then
+            // the cgroup, enabling every controller offered (as runc).
+            (Some(dir), Some(mount)) if self.is_v2() => {
+                let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
+                let mut cur = mount.clone();
+                for comp in rel.components() {
+                    enable_controllers(&cur, None);
+                    cur.push(comp);
+                    mkdir_p(&cur, made)?;
+                }
             }
-        } else if let Some(dir) = &self.unified {
-            mkdir_p(dir, made)?;
+            // Hybrid: the cgroup2 directory only places the process, as in
+            // runc's and crun's hybrid mode; nothing is enabled here. A
+            // controller enabled in the cgroup2 root's subtree_control stays
+            // bound to cgroup v2 (mounting it as v1 then fails with EBUSY)
+            // and outlives every container, so only a setting that needs one
+            // enables it, that one only ([`Cgroup::enable_v2`]).
+            (Some(dir), _) => {
+                mkdir_p(dir, made)?;
+            }
+            (None, _) => {}
         }
         Ok(())
+    }
+
+    /// On a hybrid host, enable the cgroup2 `controller` from the mount
+    /// down to this cgroup, for a setting that is only possible there
+    /// (hugetlb when it is not mounted as v1). False if it cannot be.
+    pub(crate) fn enable_v2(&self, controller: &str) -> bool {
+        let (Some(dir), Some(mount)) = (&self.unified, &self.unified_mount) else {
+            return false;
+        };
+        let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
+        let mut cur = mount.clone();
+        for comp in rel.components() {
+            enable_controllers(&cur, Some(controller));
+            cur.push(comp);
+        }
+        fsio::read_opt(&dir.join("cgroup.controllers"))
+            .is_some_and(|c| c.split_whitespace().any(|c| c == controller))
     }
 
     /// Set the limits of `r` (only the fields that are present). The device
@@ -448,10 +476,10 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Enable in `dir/cgroup.subtree_control` every controller `dir` has.
-/// Failures are left for `apply` to report against the field that needs
-/// the controller.
-fn enable_controllers(dir: &Path) {
+/// Enable in `dir/cgroup.subtree_control` every controller `dir` has (or
+/// only `only`). Failures are left for `apply` to report against the field
+/// that needs the controller.
+fn enable_controllers(dir: &Path, only: Option<&str>) {
     let Some(avail) = fsio::read_opt(&dir.join("cgroup.controllers")) else {
         return;
     };
@@ -459,7 +487,7 @@ fn enable_controllers(dir: &Path) {
     let on: BTreeSet<&str> = on.split_whitespace().collect();
     let want: Vec<&str> = avail
         .split_whitespace()
-        .filter(|c| !on.contains(c))
+        .filter(|c| !on.contains(c) && only.is_none_or(|o| o == *c))
         .collect();
     if want.is_empty() {
         return;

@@ -827,3 +827,51 @@ fn hybrid_uses_unified_for_what_v1_lacks() {
         .unwrap();
     assert_eq!(writes(root), [w("unified/c/hugetlb.2MB.max", "4194304")]);
 }
+
+/// Hybrid: `create` enables no controller in the cgroup2 hierarchy (a
+/// controller enabled in its root's subtree_control stays bound to v2 and
+/// cannot be mounted as v1 any more, which broke crun's set-up); a setting
+/// that needs one enables that one only, from the mount down.
+#[test]
+fn hybrid_create_enables_no_cgroup2_controller() {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path();
+    let unified = root.join("unified");
+    let layout = Layout::v1_at(root, &["memory", "pids"], Some(&unified));
+    touch(
+        &unified,
+        &[
+            ("cgroup.controllers", "hugetlb misc"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    let cg = Cgroup::resolve_with(&layout, OWN, Some("/p/c"), "c").unwrap();
+    take_writes();
+    cg.create().unwrap();
+    assert!(unified.join("p/c").is_dir() && root.join("pids/p/c").is_dir());
+    assert_eq!(writes(root), []);
+    touch(
+        &unified.join("p"),
+        &[
+            ("cgroup.controllers", "hugetlb"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    // hugepageLimits: +hugetlb on the way down (the fixture's kernel does
+    // not propagate it, so the field then fails, naming the controller).
+    let e = cg
+        .apply(&res(
+            r#"{"hugepageLimits":[{"pageSize":"2MB","limit":2097152}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hugetlb"), "{e}");
+    assert_eq!(
+        writes(root),
+        [
+            w("unified/cgroup.subtree_control", "+hugetlb"),
+            w("unified/p/cgroup.subtree_control", "+hugetlb"),
+        ]
+    );
+    cg.destroy().unwrap();
+}

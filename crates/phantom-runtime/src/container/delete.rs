@@ -6,15 +6,34 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
+use crate::error::{words, Error, Result};
 use crate::state::{StateStore, Status};
 
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     let _lock = match store.lock(id) {
         Ok(l) => l,
-        // A create killed before it wrote state.json leaves only the dir.
+        // A create killed before it wrote state.json leaves only the dir;
+        // but a create still running holds its lock, and its container is
+        // not ours to remove (reserve first, then check; STYLE.md).
         Err(Error::NotFound(_)) if force && store.dir(id).is_dir() => {
-            return store.remove(id);
+            return match store.try_lock_dir(id) {
+                Ok(Some(_held)) if !store.dir(id).join(crate::state::STATE_FILE).exists() => {
+                    store.remove(id)
+                }
+                // It got its state.json meanwhile: an ordinary delete.
+                Ok(Some(held)) => {
+                    drop(held);
+                    delete(store, id, force)
+                }
+                Ok(None) => Err(Error::wrong_state(
+                    id,
+                    Status::Creating,
+                    words::DELETE_LIVE,
+                    "another command is creating it; delete it once that is done",
+                )),
+                Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
         }
         // Like runc: forcing the delete of a container that is already gone
         // succeeds (containerd's shim follows every delete with one).
@@ -26,11 +45,12 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     // We hold the lock, so no create is running: "creating" is a leftover.
     let stale_creating = st.status == Status::Creating;
     if st.status != Status::Stopped && !force && !stale_creating {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a stopped container can be deleted (use --force to kill it first)".into(),
-        });
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words::DELETE_LIVE,
+            "only a stopped container can be deleted (use --force to kill it first)",
+        ));
     }
     if let Some(pid) = st.pid {
         if crate::proc_info::is_alive(pid, st.init_start_time) {

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process, UserBuilder};
 
 use crate::channel::{self, Channel, Msg};
-use crate::error::{Error, Result, SysContext};
+use crate::error::{words, Error, Result, SysContext};
 use crate::process::setup::ProcessPlan;
 use crate::state::{StateStore, Status};
 use crate::sys::{LinuxSys, Sys};
@@ -231,11 +231,21 @@ fn launch(
         Status::Running | Status::Created => {}
         Status::Paused if opts.ignore_paused => {}
         other => {
-            return Err(Error::WrongState {
-                id: opts.id.clone(),
-                status: other.to_string(),
-                action: "exec needs a created or running container".into(),
-            })
+            let (words, action) = match other {
+                Status::Paused => (
+                    words::EXEC_PAUSED,
+                    "exec needs a created or running container (use --ignore-paused to override)",
+                ),
+                Status::Stopped => (
+                    words::EXEC_STOPPED,
+                    "exec needs a created or running container",
+                ),
+                _ => (
+                    words::NOT_RUNNING,
+                    "exec needs a created or running container",
+                ),
+            };
+            return Err(Error::wrong_state(&opts.id, other, words, action));
         }
     }
     let pid = st.pid.unwrap_or(0);

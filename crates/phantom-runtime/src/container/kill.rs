@@ -4,7 +4,7 @@
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
+use crate::error::{words, Error, Result};
 use crate::state::{StateStore, Status};
 
 /// `9`, `KILL`, `SIGKILL`, `sigkill`.
@@ -25,34 +25,48 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn kill(store: &StateStore, id: &str, signal: Signal, all: bool) -> Result<()> {
     let mut st = store.load(id)?;
     store.refresh(&mut st);
-    // runtime.md "kill": an error unless the container is created or running.
-    if !matches!(
+    let live = matches!(
         st.status,
         Status::Created | Status::Running | Status::Paused
-    ) {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a created or running container can be signalled".into(),
-        });
-    }
+    );
     let pid = st.pid.unwrap_or(0);
     if all {
+        // As runc 1.1 does: `kill --all` signals whatever is left in the
+        // cgroup, also once init has exited (processes that outlived it
+        // in a shared pid namespace), and an empty cgroup is no error.
         let pids = match &st.cgroup {
             Some(cg) => cg.pids()?,
-            None => container_pids(pid, st.own_pid_ns),
+            None if live => container_pids(pid, st.own_pid_ns),
+            None => Vec::new(),
         };
         for p in pids {
             let _ = nix::sys::signal::kill(Pid::from_raw(p), signal);
         }
         return Ok(());
     }
-    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|e| {
-        Error::sys(
+    // runtime.md "kill": an error unless the container is created or
+    // running; in runc's words, so that containerd's shim knows the
+    // process has already exited (else StopContainer fails for good).
+    let not_running = || {
+        Error::wrong_state(
+            id,
+            Status::Stopped,
+            words::NOT_RUNNING,
+            "only a created, running or paused container can be signalled",
+        )
+    };
+    if !live {
+        return Err(not_running());
+    }
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+        Ok(()) => Ok(()),
+        // Init exited between the check and the signal.
+        Err(nix::errno::Errno::ESRCH) => Err(not_running()),
+        Err(e) => Err(Error::sys(
             format!("kill container {id:?} (pid {pid}) with {signal}"),
             e,
-        )
-    })
+        )),
+    }
 }
 
 /// Every process of a container: its pid namespace when it has its own,

@@ -1,6 +1,6 @@
 //! `pause` and `resume`: freeze and thaw the container's cgroup.
 
-use crate::error::{Error, Result};
+use crate::error::{words, Error, Result};
 use crate::state::{ContainerState, StateStore, Status};
 
 fn cgroup<'a>(st: &'a ContainerState, id: &str) -> Result<&'a crate::cgroups::Cgroup> {
@@ -14,11 +14,12 @@ pub fn pause(store: &StateStore, id: &str) -> Result<()> {
     let mut st = store.load(id)?;
     store.refresh(&mut st);
     if st.status != Status::Running && st.status != Status::Created {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a running or created container can be paused".into(),
-        });
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words::NOT_RUNNING,
+            "only a running or created container can be paused",
+        ));
     }
     cgroup(&st, id)?.freeze()?;
     Ok(())
@@ -29,11 +30,12 @@ pub fn resume(store: &StateStore, id: &str) -> Result<()> {
     let mut st = store.load(id)?;
     store.refresh(&mut st);
     if st.status != Status::Paused {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a paused container can be resumed".into(),
-        });
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words::NOT_PAUSED,
+            "only a paused container can be resumed",
+        ));
     }
     cgroup(&st, id)?.thaw()?;
     Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::error::{Error, Result, SysContext};
+use crate::error::{words, Error, Result, SysContext};
 use crate::state::{StateStore, Status};
 
 pub fn start(store: &StateStore, id: &str) -> Result<()> {
@@ -13,11 +13,17 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
     let mut st = store.load(id)?;
     store.refresh(&mut st);
     if st.status != Status::Created {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: st.status.to_string(),
-            action: "only a created container can be started".into(),
-        });
+        let words = match st.status {
+            Status::Stopped => words::START_STOPPED,
+            Status::Running => words::START_RUNNING,
+            _ => words::START_OTHER,
+        };
+        return Err(Error::wrong_state(
+            id,
+            st.status,
+            words,
+            "only a created container can be started",
+        ));
     }
     let fifo = store.fifo_path(id);
     // Non-blocking open: if init died, a blocking open would wait forever.
@@ -59,11 +65,12 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
                 // or exec, or a program that already finished).
                 break;
             }
-            return Err(Error::WrongState {
-                id: id.to_string(),
-                status: "stopped".into(),
-                action: "its init exited before start".into(),
-            });
+            return Err(Error::wrong_state(
+                id,
+                Status::Stopped,
+                words::START_STOPPED,
+                "its init exited before start",
+            ));
         }
         if !released {
             std::thread::sleep(Duration::from_millis(1));

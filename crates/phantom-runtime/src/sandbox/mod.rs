@@ -12,7 +12,11 @@
 
 pub mod monitor;
 
-use std::path::PathBuf;
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 use crate::state::StateStore;
@@ -27,6 +31,139 @@ pub fn base_dir() -> PathBuf {
     std::env::var_os("PHANTOM_SANDBOX_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/lib/phantom/sandboxes"))
+}
+
+/// In a sandbox directory: the `--root` whose container it belongs to.
+const ROOT_FILE: &str = ".root";
+
+/// A sandbox directory (`base/<id>`) this call holds: it is locked
+/// (`flock`) from before it appears under its name until this value is
+/// dropped, which the caller does once the container exists in its root
+/// (or after removing the directory again). A second create of the same
+/// id therefore never takes over a directory in use: it sees the lock, or
+/// a live container in the root the directory names, and fails with
+/// "already exists" without touching anything (docs/engines.md).
+#[derive(Debug)]
+pub struct SandboxDir {
+    pub path: PathBuf,
+    _lock: OwnedFd,
+}
+
+/// Reserve `base/<id>` for a sandbox of the store at `root`: reserve first,
+/// then check. The directory is made under a temporary name, locked, and
+/// renamed into place without replacing anything. A directory that is
+/// already there is taken over only when nobody holds it and no container
+/// of that id exists (a crashed create, or a container deleted with
+/// `phantom delete` instead of `destroy`): then its workspace is reused,
+/// as before.
+pub fn reserve_dir(base: &Path, id: &str, store: &StateStore) -> Result<SandboxDir> {
+    crate::state::validate_id(id)?;
+    fs::create_dir_all(base).map_err(|e| Error::io("cannot create sandbox directory", base, e))?;
+    let root = std::path::absolute(store.root())
+        .map_err(|e| Error::io("cannot resolve the state root", store.root(), e))?;
+    let dir = base.join(id);
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let tmp = base.join(format!(
+        ".new-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir(&tmp).map_err(|e| Error::io("cannot create sandbox directory", &tmp, e))?;
+    let made = (|| {
+        let lock = lock_dir(&tmp, false)?.expect("a blocking lock is always taken");
+        let root_file = tmp.join(ROOT_FILE);
+        fs::write(&root_file, root.as_os_str().as_encoded_bytes())
+            .map_err(|e| Error::io("cannot write", &root_file, e))?;
+        let base_fd = nix::fcntl::open(
+            base,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io("cannot open sandbox directory", base, e.into()))?;
+        let name = tmp.file_name().expect("tmp has a name");
+        match nix::fcntl::renameat2(
+            base_fd.as_fd(),
+            name,
+            base_fd.as_fd(),
+            std::ffi::OsStr::new(id),
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => Ok(Some(lock)),
+            Err(nix::errno::Errno::EEXIST) => Ok(None),
+            Err(e) => Err(Error::io("cannot create sandbox directory", &dir, e.into())),
+        }
+    })();
+    match made {
+        Ok(Some(lock)) => Ok(SandboxDir {
+            path: dir,
+            _lock: lock,
+        }),
+        Ok(None) => {
+            let _ = fs::remove_dir_all(&tmp);
+            adopt(&dir, id, &root, store)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Take over an existing `dir` if it is a leftover (see [`reserve_dir`]).
+fn adopt(dir: &Path, id: &str, root: &Path, store: &StateStore) -> Result<SandboxDir> {
+    let exists = || Error::AlreadyExists(id.to_string());
+    let lock = match lock_dir(dir, true) {
+        Ok(Some(l)) => l,
+        // Held by a create or a foreground run of that id, or just removed.
+        Ok(None) | Err(_) => return Err(exists()),
+    };
+    // The directory we locked must still be the one under the name.
+    let same = match (nix::sys::stat::fstat(&lock), fs::symlink_metadata(dir)) {
+        (Ok(a), Ok(b)) => a.st_ino == b.ino() && a.st_dev == b.dev(),
+        _ => false,
+    };
+    if !same {
+        return Err(exists());
+    }
+    let root_file = dir.join(ROOT_FILE);
+    let recorded = fs::read(&root_file)
+        .ok()
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
+    let live = store.dir(id).exists() || recorded.is_some_and(|r| r.join(id).exists());
+    if live {
+        return Err(exists());
+    }
+    fs::write(&root_file, root.as_os_str().as_encoded_bytes())
+        .map_err(|e| Error::io("cannot write", &root_file, e))?;
+    Ok(SandboxDir {
+        path: dir.to_path_buf(),
+        _lock: lock,
+    })
+}
+
+/// `flock` a directory; with `try_only`, None if someone else holds it.
+fn lock_dir(dir: &Path, try_only: bool) -> Result<Option<OwnedFd>> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| Error::io("cannot open sandbox directory", dir, e))?;
+    let op = if try_only {
+        libc::LOCK_EX | libc::LOCK_NB
+    } else {
+        libc::LOCK_EX
+    };
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(Error::io("cannot lock sandbox directory", dir, e));
+    }
+    Ok(Some(f.into()))
 }
 
 /// Kill and delete a sandbox, remove its bundle directory and, unless
@@ -74,4 +211,53 @@ pub fn remove_dirs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_reservation_wins_and_leftovers_are_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("sandboxes");
+        let store = StateStore::new(tmp.path().join("root"));
+        let won: Vec<Result<SandboxDir>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| reserve_dir(&base, "box", &store)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(won.iter().filter(|r| r.is_ok()).count(), 1);
+        for r in won.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(r, Err(Error::AlreadyExists(id)) if id == "box"),
+                "{r:?}"
+            );
+        }
+        // No temporary directories are left.
+        let names: Vec<_> = fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("box")]);
+        // Held: refused. Released with a container in the root: refused.
+        let held = won.into_iter().find_map(|r| r.ok()).unwrap();
+        assert!(matches!(
+            reserve_dir(&base, "box", &store),
+            Err(Error::AlreadyExists(_))
+        ));
+        let _state = store.reserve("box").unwrap();
+        drop(held);
+        assert!(matches!(
+            reserve_dir(&base, "box", &store),
+            Err(Error::AlreadyExists(_))
+        ));
+        // Released and no container: a leftover, taken over.
+        store.remove("box").unwrap();
+        fs::write(base.join("box/kept"), "x").unwrap();
+        let again = reserve_dir(&base, "box", &store).unwrap();
+        assert_eq!(fs::read_to_string(again.path.join("kept")).unwrap(), "x");
+    }
 }

@@ -176,10 +176,19 @@ impl Cgroup {
     fn create_inner(&self, made: &mut Vec<PathBuf>) -> Result<()> {
         let cpuset = self.v1.get("cpuset");
         for dir in self.v1.values().collect::<BTreeSet<_>>() {
-            let new = mkdir_p(dir, made)?;
+            mkdir_p(dir, made)?;
             if Some(dir) == cpuset {
-                for d in new {
-                    inherit_cpuset(&d)?;
+                // Every level, not only the ones we made: a concurrent
+                // create may have made a parent and not filled it in yet,
+                // and a child of an empty cpuset takes no task (ENOSPC).
+                let mut chain = Vec::new();
+                let mut cur = dir.as_path();
+                while let Some(parent) = cur.parent().filter(|p| p.join("cpuset.cpus").exists()) {
+                    chain.push(cur);
+                    cur = parent;
+                }
+                for d in chain.into_iter().rev() {
+                    inherit_cpuset(d)?;
                 }
             }
         }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev python3 golang-go
-      golang-github-containers-common iproute2 util-linux procps file)
+      golang-github-containers-common iproute2 util-linux procps file protobuf-compiler)
 "$(dirname "$0")/apt-ensure.sh" install-deps "${pkgs[@]}"
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -28,6 +28,7 @@
 //!   when the suite created them and they are empty.
 
 pub mod containerd;
+pub mod cri;
 pub mod podman;
 
 use std::collections::BTreeMap;
@@ -238,7 +239,8 @@ impl Output {
     }
 }
 
-fn tail(s: &str, max: usize) -> String {
+/// The last `max` bytes of `s` (at a char boundary), marked with `...`.
+pub fn tail(s: &str, max: usize) -> String {
     let s = s.trim_end();
     if s.len() <= max {
         return s.to_string();
@@ -457,6 +459,11 @@ fn mounts() -> Vec<(PathBuf, String, String)> {
             Some((PathBuf::from(point), fstype, opts))
         })
         .collect()
+}
+
+/// The mount points of every mount in this (the host's) mount namespace.
+pub fn mount_points() -> Vec<PathBuf> {
+    mounts().into_iter().map(|(p, _, _)| p).collect()
 }
 
 /// Lazily unmounts whatever an engine left mounted under `dir` (deepest

@@ -31,6 +31,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -55,6 +56,15 @@ pub const IMAGE: &str = "localhost/phantom-cri-busybox:latest";
 
 /// The Kubernetes namespace the pods claim to be in (labels, log paths).
 pub const POD_NAMESPACE: &str = "phantom-cri";
+
+/// Upper bound for one CRI call (the kubelet's is 2 minutes): long enough
+/// for the slowest call here (StopContainer with a 10 s grace period).
+pub const CRI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Upper bound for one CRI call of the cleanup after a test: a runtime
+/// that cannot kill makes StopPodSandbox hang, and the suite's teardown
+/// removes what is left anyway.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The address the pod network gives every pod's `eth0` (RFC 5737
 /// TEST-NET-1: never routed; nothing is sent to it).
@@ -130,6 +140,9 @@ pub struct Cri {
     /// the kubelet's `kubepods`: `/<top>/pod<uid>/<container id>`.
     top_cgroup: String,
     seq: AtomicUsize,
+    /// Pods whose cleanup failed once: the teardown does not try again
+    /// through the CRI plugin.
+    given_up: Mutex<Vec<String>>,
     // Dropped after `dir` is emptied by `Drop::drop`.
     _host: HostLeftovers,
 }
@@ -185,6 +198,7 @@ impl Engine for Cri {
             channel: None,
             top_cgroup,
             seq: AtomicUsize::new(0),
+            given_up: Mutex::default(),
             _host: host,
         };
         cri.write_cni(loopback)?;
@@ -521,12 +535,30 @@ disabled_plugins = [
     {
         let shown = format!("{req:?}");
         self.try_call(req, f).map_err(|s| {
+            // When containerd answers late or vaguely, its log says why.
+            let logged = self.last_logged_error();
+            // A timeout says nothing by itself: put the log's word first.
+            let why = if s.code() == tonic::Code::DeadlineExceeded {
+                format!(" (containerd's last error: {})", crate::tail(&logged, 600))
+            } else {
+                String::new()
+            };
             format!(
-                "{rpc} failed: {:?}: {}\n  request: {shown}",
+                "{rpc} failed: {:?}: {}{why}\n  request: {shown}\n  containerd's last error: {logged}",
                 s.code(),
                 s.message()
             )
         })
+    }
+
+    /// The message of the last `level=error` line of containerd's log.
+    pub fn last_logged_error(&self) -> String {
+        let log = fs::read_to_string(self.path("containerd.log")).unwrap_or_default();
+        log.lines()
+            .rev()
+            .find(|l| l.contains("level=error"))
+            .map(|l| l.split_once("msg=").map_or(l, |(_, m)| m).to_string())
+            .unwrap_or_default()
     }
 
     /// Calls one CRI method with a timeout (`DeadlineExceeded` when it
@@ -539,15 +571,27 @@ disabled_plugins = [
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.try_call_within(CRI_TIMEOUT, req, f)
+    }
+
+    fn try_call_within<Q, T, F>(
+        &self,
+        timeout: Duration,
+        req: Q,
+        f: impl FnOnce(Client, Q) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let Some(channel) = self.channel.clone() else {
             return Err(tonic::Status::unavailable("not connected"));
         };
         let client = RuntimeServiceClient::new(channel);
         self.rt.block_on(async move {
-            match tokio::time::timeout(CMD_TIMEOUT, f(client, req)).await {
+            match tokio::time::timeout(timeout, f(client, req)).await {
                 Ok(r) => r.map(tonic::Response::into_inner),
                 Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                    "no answer within {CMD_TIMEOUT:?}"
+                    "no answer within {timeout:?}"
                 ))),
             }
         })
@@ -667,11 +711,12 @@ disabled_plugins = [
             Ok(s) if s.status.state == state as i32 => Ok(s),
             Ok(s) => Err(format!(
                 "container {id}: state {:?} (exit code {}, reason {:?}, message {:?}) after \
-                 {timeout:?}, want {state:?}",
+                 {timeout:?}, want {state:?} (containerd's last error: {})",
                 api::ContainerState::try_from(s.status.state),
                 s.status.exit_code,
                 s.status.reason,
-                s.status.message
+                s.status.message,
+                crate::tail(&self.last_logged_error(), 600)
             )),
             Err(e) => Err(e),
         }
@@ -741,6 +786,30 @@ disabled_plugins = [
         .map(drop)
     }
 
+    /// StopPodSandbox and RemovePodSandbox for the cleanup, each bounded by
+    /// [`CLEANUP_TIMEOUT`]; a pod that fails is left to the teardown.
+    fn cleanup_pod(&self, id: &str) {
+        let stop = api::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        let remove = api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        let ok = self
+            .try_call_within(CLEANUP_TIMEOUT, stop, |mut c, r| async move {
+                c.stop_pod_sandbox(r).await
+            })
+            .is_ok()
+            && self
+                .try_call_within(CLEANUP_TIMEOUT, remove, |mut c, r| async move {
+                    c.remove_pod_sandbox(r).await
+                })
+                .is_ok();
+        if !ok {
+            self.given_up.lock().expect("given_up").push(id.to_string());
+        }
+    }
+
     /// The ids of the pods the CRI plugin lists.
     pub fn list_pods(&self) -> Result<Vec<String>, String> {
         let r = self.call(
@@ -779,10 +848,34 @@ disabled_plugins = [
             .map_err(|e| format!("state is not JSON ({e}): {}", out.stdout))
     }
 
-    /// The pids of the shims our daemon started (they carry its socket).
-    fn shims(&self) -> Vec<u32> {
+    /// The pids of the shims our daemon started (they carry its socket),
+    /// and the sockets they listen on.
+    fn shims(&self) -> (Vec<u32>, Vec<PathBuf>) {
         let sock = self.socket().display().to_string();
-        processes_matching(|c| c.contains("containerd-shim") && c.contains(sock.as_str()))
+        let pids = processes_matching(|c| c.contains("containerd-shim") && c.contains(&sock));
+        // containerd 1.6 names a shim's socket
+        // /run/containerd/s/<sha256 of "<address>/<namespace>/<shim id>">;
+        // a shim killed by force leaves it behind.
+        let sockets = pids
+            .iter()
+            .filter_map(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let args: Vec<String> = cmdline
+                    .split(|&b| b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let id = args
+                    .iter()
+                    .position(|a| a == "-id")
+                    .and_then(|i| args.get(i + 1))?;
+                let key = format!("{sock}/{NAMESPACE}/{id}");
+                Some(PathBuf::from(format!(
+                    "/run/containerd/s/{:x}",
+                    Sha256::digest(key.as_bytes())
+                )))
+            })
+            .collect();
+        (pids, sockets)
     }
 
     /// Last-resort cleanup of what a failing runtime left: the runtime's
@@ -809,12 +902,14 @@ impl Drop for Cri {
     fn drop(&mut self) {
         if self.daemon.is_some() && self.channel.is_some() {
             // Whatever a test left: pods (with their containers).
+            let given_up = self.given_up.lock().expect("given_up").clone();
             for id in self.list_pods().unwrap_or_default() {
-                let _ = self.stop_pod(&id);
-                let _ = self.remove_pod(&id);
+                if !given_up.contains(&id) {
+                    self.cleanup_pod(&id);
+                }
             }
         }
-        let shims = self.shims();
+        let (shims, sockets) = self.shims();
         self.channel = None;
         if let Some(mut daemon) = self.daemon.take() {
             let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
@@ -829,6 +924,9 @@ impl Drop for Cri {
         }
         // A shim outlives the daemon while its tasks live: end them by pid.
         kill_leftovers(&shims);
+        for s in sockets {
+            let _ = fs::remove_file(s);
+        }
         self.force_cleanup();
         unmount_under(self.dir.path());
     }
@@ -1069,9 +1167,11 @@ impl Pod<'_> {
     pub fn run_config(&self, config: api::ContainerConfig) -> Result<(String, u32), String> {
         let id = self.create(config)?;
         self.start(&id)?;
-        let info = self
-            .cri
-            .wait_state(&id, api::ContainerState::ContainerRunning, CMD_TIMEOUT)?;
+        let info = self.cri.wait_state(
+            &id,
+            api::ContainerState::ContainerRunning,
+            Duration::from_secs(20),
+        )?;
         Ok((id, info.pid))
     }
 
@@ -1113,8 +1213,7 @@ impl Pod<'_> {
 impl Drop for Pod<'_> {
     fn drop(&mut self) {
         if !self.id.is_empty() {
-            let _ = self.cri.stop_pod(&self.id);
-            let _ = self.cri.remove_pod(&self.id);
+            self.cri.cleanup_pod(&self.id);
         }
         let _ = self.remove_pod_cgroup();
     }

@@ -1,5 +1,6 @@
-//! Engine tests: real Podman (through conmon) and containerd (through `ctr`
-//! and the runc v2 shim) drive an OCI runtime exactly as they drive runc.
+//! Engine tests: real Podman (through conmon), containerd (through `ctr`
+//! and the runc v2 shim) and containerd's CRI plugin (the kubelet's API,
+//! through the same shim) drive an OCI runtime exactly as they drive runc.
 //!
 //! ```text
 //! integration-tests/setup.sh                      # once, as root: engines, crun, runc, busybox
@@ -585,15 +586,16 @@ impl HostLeftovers {
 
 impl Drop for HostLeftovers {
     fn drop(&mut self) {
-        for p in &self.dirs {
-            let _ = fs::remove_dir(p);
-        }
+        // Scratch files first: they may sit in one of the directories.
         for (dir, prefix, before) in &self.scratch {
             for name in Self::matching(dir, prefix) {
                 if !before.contains(&name) {
                     let _ = fs::remove_file(dir.join(name));
                 }
             }
+        }
+        for p in &self.dirs {
+            let _ = fs::remove_dir(p);
         }
     }
 }

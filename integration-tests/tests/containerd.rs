@@ -31,14 +31,8 @@ fn main() -> ExitCode {
         ("ctr_state_in_runc_root", state_in_runc_root),
         ("contrib_containerd_config", contrib_config),
     ];
-    let skipped = [(
-        "cri_runtimeclass",
-        "the CRI path (RuntimeClass -> [plugins.cri.containerd.runtimes.phantom]) needs a \
-         kubelet or crictl and a pause image from a registry, none of which this machine has; \
-         contrib_containerd_config checks that containerd parses the snippet, and the CRI \
-         plugin uses the same runc v2 shim with BinaryName as ctr_* here",
-    )];
-    phantom_integration_tests::run_suite(tests, &skipped)
+    // The CRI path (RuntimeClass handler, pods) is the cri suite.
+    phantom_integration_tests::run_suite(tests, &[])
 }
 
 /// Arguments as `&str` for `Containerd::ctr`.

@@ -271,7 +271,7 @@ fn container_logs(c: &Cri) -> TestResult {
     let pod = c.pod("logs")?;
     let cmd = sh("echo out1; echo err1 >&2; sleep 0.2; echo out2");
     let (id, _) = pod.run("logger", &cmd)?;
-    let exited = c.wait_state(&id, ContainerExited, Duration::from_secs(30))?;
+    let exited = c.wait_state(&id, ContainerExited, Duration::from_secs(15))?;
     ensure!(
         exited.status.exit_code == 0,
         "exit code {}, want 0",
@@ -473,10 +473,10 @@ fn stop_sigterm(c: &Cri) -> TestResult {
         wait_for(Duration::from_secs(10), || Path::new(&trapped).exists()),
         "the container did not set its trap"
     );
-    let (code, took) = stop(c, &id, 20)?;
+    let (code, took) = stop(c, &id, 10)?;
     ensure!(code == 3, "exit code {code}, want 3 (the TERM trap)");
     ensure!(
-        took < Duration::from_secs(15),
+        took < Duration::from_secs(8),
         "stop took {took:?}: SIGTERM did not arrive?"
     );
     Ok(())
@@ -593,7 +593,7 @@ fn lifecycle_leaves_nothing(c: &Cri) -> TestResult {
     );
     let (running, pid) = pod.run("app", SLEEP)?;
     let (exited, _) = pod.run("done", &["true"])?;
-    c.wait_state(&exited, ContainerExited, Duration::from_secs(30))?;
+    c.wait_state(&exited, ContainerExited, Duration::from_secs(15))?;
 
     c.stop_pod(&pod.id)?;
     let (status, _) = pod.status()?;

@@ -52,7 +52,7 @@ mod apply;
 mod devices;
 mod error;
 mod fsio;
-mod layout;
+pub(crate) mod layout;
 mod stats;
 
 pub use devices::{attached_device_programs, container_device_rules};

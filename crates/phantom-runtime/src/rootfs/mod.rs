@@ -104,14 +104,7 @@ pub fn prepare(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
 /// read-only root or a propagation applies to it alone), made private at
 /// once, so that nothing mounted under it propagates to other namespaces.
 fn prepare_in_host_ns(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
-    sys.mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .ctx(|| format!("bind rootfs {} onto itself", plan.rootfs.display()))?;
+    bind_rootfs(sys, plan)?;
     sys.mount(
         None,
         &plan.rootfs,
@@ -138,6 +131,12 @@ fn prepare_own_ns(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
         // pivot_root refuses a new root whose parent mount is shared.
         make_parent_private(sys, &plan.rootfs)?;
     }
+    bind_rootfs(sys, plan)
+}
+
+/// The rootfs bound onto itself: a mount of its own for pivot_root, a
+/// read-only root and the propagation to apply to.
+fn bind_rootfs(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
     sys.mount(
         Some(&plan.rootfs),
         &plan.rootfs,
@@ -145,8 +144,7 @@ fn prepare_own_ns(sys: &dyn Sys, plan: &RootfsPlan) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
-    .ctx(|| format!("bind rootfs {} onto itself", plan.rootfs.display()))?;
-    Ok(())
+    .ctx(|| format!("bind rootfs {} onto itself", plan.rootfs.display()))
 }
 
 /// Unmount everything at or under `rootfs` in our mount namespace, last
@@ -188,30 +186,9 @@ pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .map(|p| PathBuf::from(crate::cgroups::layout::unescape(p)))
         .filter(|p| p.starts_with(dir))
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn annotate(e: Error, field: &str) -> Error {

@@ -346,3 +346,59 @@ fn persistent_sandbox_keeps_files_and_is_monitored() {
     assert!(out.status.success(), "{}", describe(&out));
     s.assert_clean();
 }
+
+/// A sandbox plants a symlink to a host directory in its workspace; a later
+/// sandbox whose --workspace goes through it must not get that directory:
+/// the path is opened without following symlinks in any component.
+#[test]
+fn workspace_through_a_planted_symlink_is_refused() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let proj = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    fs::create_dir(host.path().join("sub")).unwrap();
+    let p = proj.path().display().to_string();
+    let plant = format!("ln -s {} /workspace/out", host.path().display());
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        &plant,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(proj.path().join("out").is_symlink());
+    for through in ["out", "out/sub"] {
+        let w = proj.path().join(through).display().to_string();
+        let out = s.run(&[
+            "run",
+            "--profile",
+            "python-dev",
+            "--workspace",
+            &w,
+            "--",
+            "touch",
+            "/workspace/x",
+        ]);
+        assert!(
+            !out.status.success(),
+            "--workspace {through} was accepted\n{}",
+            describe(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{} is a symbolic link",
+                proj.path().join("out").display()
+            )),
+            "the symlink is not named\n{}",
+            describe(&out)
+        );
+        assert!(!host.path().join("x").exists() && !host.path().join("sub/x").exists());
+    }
+    s.assert_clean();
+}

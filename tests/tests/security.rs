@@ -360,3 +360,39 @@ fn masked_and_readonly_symlinks_stay_in_rootfs() {
         assert_eq!(key_values(&stdout(&out))["keys"], "0", "{}", describe(&out));
     }
 }
+
+/// A sandbox's caller-given workspace is bound without following symlinks
+/// even if the path is swapped for one after `phantom run` checked it: the
+/// container's init opens the annotated workspace itself with
+/// RESOLVE_NO_SYMLINKS and binds that fd.
+#[test]
+fn annotated_workspace_bind_does_not_follow_a_symlink() {
+    require_root!();
+    if !phantom_tests::runtime_binary().ends_with("phantom") {
+        eprintln!("skipped: run.phantom.workspace is phantom's");
+        return;
+    }
+    let rt = Runtime::new();
+    let host = tempfile::tempdir().unwrap();
+    let proj = tempfile::tempdir().unwrap();
+    let link = proj.path().join("out");
+    symlink(host.path(), &link).unwrap();
+    let ws = link.display().to_string();
+    let b = Bundle::sh("touch /workspace/x").with(|c| {
+        c["annotations"] = json!({
+            "run.phantom.workspace": ws,
+            "run.phantom.workspace-owned": "false",
+        });
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/workspace", "type": "bind", "source": ws,
+            "options": ["rbind", "rw"],
+        }));
+    });
+    let out = rt.run_bundle(&b);
+    assert!(
+        !out.status.success(),
+        "the symlinked workspace was bound\n{}",
+        describe(&out)
+    );
+    assert!(!host.path().join("x").exists(), "wrote through the symlink");
+}

@@ -98,15 +98,9 @@ pub fn prepare(
         }
     }
 
+    // Opened without following symlinks in any component.
     let given_workspace = match &args.workspace {
-        Some(w) => {
-            let w = std::fs::canonicalize(w)
-                .with_context(|| format!("--workspace {}: does not exist", w.display()))?;
-            if !w.is_dir() {
-                bail!("--workspace {}: not a directory", w.display());
-            }
-            Some(w)
-        }
+        Some(w) => Some(sandbox::open_workspace(w)?),
         None => None,
     };
     let id = id.unwrap_or_else(random_id);
@@ -114,8 +108,11 @@ pub fn prepare(
     // here with "already exists" and touches nothing of the winner's.
     let reserved = sandbox::reserve_dir(&sandbox::base_dir(), &id, store)?;
     let dir = reserved.path.clone();
+    // Checked here for a clear early error; the container's init opens it
+    // again the same way in its own mount namespace and mounts that fd
+    // (`RootfsPlan::nofollow_sources`), so it cannot be swapped in between.
     let (workspace, own_workspace) = match given_workspace {
-        Some(w) => (w, true),
+        Some((_fd, w)) => (w, true),
         None => (dir.join("workspace"), false),
     };
     let bundle = dir.join("bundle");

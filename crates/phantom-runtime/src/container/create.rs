@@ -118,6 +118,15 @@ pub(crate) fn landlock_of(
     Ok(Some((rules, mode)))
 }
 
+/// A sandbox's caller-given workspace (annotation run.phantom.workspace,
+/// not owned by phantom): its bind is opened without following symlinks.
+fn caller_workspace(spec: &Spec) -> Option<PathBuf> {
+    let a = spec.annotations().as_ref()?;
+    let ws = a.get(crate::sandbox::WORKSPACE)?;
+    (a.get(crate::sandbox::WORKSPACE_OWNED).map(String::as_str) != Some("true"))
+        .then(|| PathBuf::from(ws))
+}
+
 /// Compile `linux.seccomp` to BPF through the policy cache (no libseccomp).
 pub(crate) fn compile_seccomp(
     s: Option<&oci_spec::runtime::LinuxSeccomp>,
@@ -235,6 +244,7 @@ fn resolve(spec: &Spec, bundle: &Path, rootfs: &Path, opts: &CreateOptions) -> R
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
             host_ns: host_mount_ns,
+            nofollow_sources: caller_workspace(spec).into_iter().collect(),
         }),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),

@@ -39,6 +39,10 @@ pub struct RootfsPlan {
     pub readonly_paths: Vec<String>,
     /// No mount namespace of its own: everything happens in the host's.
     pub host_ns: bool,
+    /// Bind sources opened without following a symlink in any component
+    /// and mounted through that fd: a sandbox's caller-given workspace,
+    /// which an earlier sandbox may have laced with symlinks to host dirs.
+    pub nofollow_sources: Vec<PathBuf>,
 }
 
 impl RootfsPlan {
@@ -308,6 +312,29 @@ fn bind_mount(
         src
     } else {
         plan.bundle.join(src)
+    };
+    // Opened here, in our own mount namespace, so that the fd's mount can
+    // be the source of the bind (one from another namespace cannot).
+    let nofollow = if plan.nofollow_sources.contains(&src) {
+        let fd = safe_path::openat2(
+            open_dir(Path::new("/"))?.as_raw_fd(),
+            &src,
+            libc::O_PATH | libc::O_CLOEXEC,
+            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        )
+        .ctx(|| {
+            format!(
+                "{field}.source: open {} without following symlinks",
+                src.display()
+            )
+        })?;
+        Some(fd)
+    } else {
+        None
+    };
+    let src = match &nofollow {
+        Some(fd) => fd_path(fd.as_raw_fd()),
+        None => src,
     };
     let meta = std::fs::metadata(&src)
         .map_err(|e| Error::config(format!("{field}.source"), format!("{}: {e}", src.display())))?;

@@ -26,6 +26,57 @@ pub const WORKSPACE: &str = "run.phantom.workspace";
 pub const WORKSPACE_OWNED: &str = "run.phantom.workspace-owned";
 pub const SANDBOX_DIR: &str = "run.phantom.sandbox-dir";
 
+/// A caller's `--workspace`, opened without following a symlink in any
+/// component (`openat2` with `RESOLVE_NO_SYMLINKS` from `/`). A sandbox
+/// can plant `ln -s /some/host/dir out` in its workspace; the next caller
+/// naming `proj/out` must not get that host directory read-write. The
+/// returned fd (O_PATH) is what gets mounted, so the path cannot be swapped
+/// after the check either. Returns the fd and the absolute path.
+pub fn open_workspace(path: &Path) -> Result<(OwnedFd, PathBuf)> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cannot resolve --workspace against the cwd", path, e))?
+            .join(path)
+    };
+    let fail = |why: String| Error::config("--workspace", format!("{}: {why}", path.display()));
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open /", e))?;
+    match crate::rootfs::safe_path::openat2(
+        root.as_raw_fd(),
+        &abs,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok((fd, abs)),
+        Err(nix::errno::Errno::ELOOP) => {
+            // Name the first component that is a symlink.
+            let link = abs
+                .ancestors()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
+            Err(fail(match link {
+                Some(l) => format!(
+                    "{} is a symbolic link: a workspace is opened without following symlinks; \
+                     give the path without them",
+                    l.display()
+                ),
+                None => "a component is a symbolic link".into(),
+            }))
+        }
+        Err(nix::errno::Errno::ENOENT) => Err(fail("does not exist".into())),
+        Err(nix::errno::Errno::ENOTDIR) => Err(fail("not a directory".into())),
+        Err(e) => Err(fail(format!("cannot open it: {e}"))),
+    }
+}
+
 /// Where phantom keeps sandbox bundles and workspaces it creates.
 pub fn base_dir() -> PathBuf {
     std::env::var_os("PHANTOM_SANDBOX_DIR")

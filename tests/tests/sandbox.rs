@@ -402,3 +402,49 @@ fn workspace_through_a_planted_symlink_is_refused() {
     }
     s.assert_clean();
 }
+
+/// What a sandbox left behind without `destroy` (a create killed midway,
+/// or `phantom delete` of a sandbox) never reaches a later sandbox of the
+/// same id, and `destroy` of such an id removes it.
+#[test]
+fn a_leftover_sandbox_directory_is_never_reused() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let id = s.rt.id("ks");
+    let ok = |out: &Output, what: &str| assert!(out.status.success(), "{what}\n{}", describe(out));
+    ok(
+        &s.run(&["create", "--profile", "python-dev", &id]),
+        "create",
+    );
+    ok(
+        &s.run(&[
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "echo secret > /workspace/left",
+        ]),
+        "exec",
+    );
+    // The container goes, the sandbox directory stays (not `destroy`).
+    ok(&s.run(&["delete", "--force", &id]), "delete --force");
+    assert!(s
+        .dir
+        .path()
+        .join("sandboxes")
+        .join(&id)
+        .join("workspace/left")
+        .exists());
+    ok(
+        &s.run(&["create", "--profile", "python-dev", &id]),
+        "create again",
+    );
+    let out = s.run(&["exec", &id, "--", "ls", "-A", "/workspace"]);
+    ok(&out, "ls /workspace");
+    assert_eq!(stdout(&out), "", "the new sandbox sees the old workspace");
+    ok(&s.run(&["delete", "--force", &id]), "delete --force");
+    // destroy of an id that has only a leftover directory removes it.
+    ok(&s.run(&["destroy", &id]), "destroy of a leftover");
+    s.assert_clean();
+}

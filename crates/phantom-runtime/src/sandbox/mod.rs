@@ -29,9 +29,11 @@ pub const SANDBOX_DIR: &str = "run.phantom.sandbox-dir";
 /// A caller's `--workspace`, opened without following a symlink in any
 /// component (`openat2` with `RESOLVE_NO_SYMLINKS` from `/`). A sandbox
 /// can plant `ln -s /some/host/dir out` in its workspace; the next caller
-/// naming `proj/out` must not get that host directory read-write. The
-/// returned fd (O_PATH) is what gets mounted, so the path cannot be swapped
-/// after the check either. Returns the fd and the absolute path.
+/// naming `proj/out` must not get that host directory read-write. This is
+/// the early check with a clear error; the container's init opens the
+/// path again the same way and binds that fd (`RootfsPlan::
+/// nofollow_sources`), so it cannot be swapped in between. Returns the fd
+/// and the absolute path.
 pub fn open_workspace(path: &Path) -> Result<(OwnedFd, PathBuf)> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
@@ -104,9 +106,10 @@ pub struct SandboxDir {
 /// then check. The directory is made under a temporary name, locked, and
 /// renamed into place without replacing anything. A directory that is
 /// already there is taken over only when nobody holds it and no container
-/// of that id exists (a crashed create, or a container deleted with
-/// `phantom delete` instead of `destroy`): then its workspace is reused,
-/// as before.
+/// of that id exists (a create killed midway, or a container deleted with
+/// `phantom delete` instead of `destroy`): then everything in it (bundle,
+/// workspace, files a sandbox left there) is removed first, so that no new
+/// sandbox starts in an old workspace it did not make.
 pub fn reserve_dir(base: &Path, id: &str, store: &StateStore) -> Result<SandboxDir> {
     crate::state::validate_id(id)?;
     fs::create_dir_all(base).map_err(|e| Error::io("cannot create sandbox directory", base, e))?;
@@ -186,12 +189,44 @@ fn adopt(dir: &Path, id: &str, root: &Path, store: &StateStore) -> Result<Sandbo
     if live {
         return Err(exists());
     }
+    clear_dir(dir)?;
     fs::write(&root_file, root.as_os_str().as_encoded_bytes())
         .map_err(|e| Error::io("cannot write", &root_file, e))?;
     Ok(SandboxDir {
         path: dir.to_path_buf(),
         _lock: lock,
     })
+}
+
+/// Remove everything inside `dir` (not `dir` itself: its lock is held).
+fn clear_dir(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let r = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+            _ => fs::remove_file(&p),
+        };
+        r.map_err(|err| Error::io("cannot remove a leftover", &p, err))?;
+    }
+    Ok(())
+}
+
+/// `destroy` of an id with no container: remove a leftover sandbox
+/// directory of that id (a create killed midway, a `phantom delete`d
+/// sandbox) if nobody holds it. Returns whether there was one.
+pub fn remove_orphan(base: &Path, id: &str, store: &StateStore) -> Result<bool> {
+    crate::state::validate_id(id)?;
+    let dir = base.join(id);
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let root = std::path::absolute(store.root())
+        .map_err(|e| Error::io("cannot resolve the state root", store.root(), e))?;
+    let held = adopt(&dir, id, &root, store)?;
+    fs::remove_dir_all(&held.path)
+        .map_err(|e| Error::io("cannot remove sandbox directory", &held.path, e))?;
+    Ok(true)
 }
 
 /// `flock` a directory; with `try_only`, None if someone else holds it.
@@ -220,7 +255,12 @@ fn lock_dir(dir: &Path, try_only: bool) -> Result<Option<OwnedFd>> {
 /// Kill and delete a sandbox, remove its bundle directory and, unless
 /// `keep_workspace` or the workspace was the caller's, its workspace.
 pub fn destroy(store: &StateStore, id: &str, keep_workspace: bool) -> Result<()> {
-    let st = store.load(id)?;
+    let st = match store.load(id) {
+        Ok(st) => st,
+        // No container, but maybe what a killed create left behind.
+        Err(Error::NotFound(_)) if remove_orphan(&base_dir(), id, store)? => return Ok(()),
+        Err(e) => return Err(e),
+    };
     if !st.annotations.contains_key(PROFILE) {
         return Err(Error::Unsupported(format!(
             "{id:?} is not a sandbox (it was not made from a profile): use `phantom delete --force {id}`"
@@ -305,10 +345,18 @@ mod tests {
             reserve_dir(&base, "box", &store),
             Err(Error::AlreadyExists(_))
         ));
-        // Released and no container: a leftover, taken over.
+        // Released and no container: a leftover, taken over, and emptied
+        // first: nothing an old sandbox left reaches the new one.
         store.remove("box").unwrap();
-        fs::write(base.join("box/kept"), "x").unwrap();
+        fs::create_dir_all(base.join("box/workspace")).unwrap();
+        fs::write(base.join("box/workspace/secret"), "x").unwrap();
         let again = reserve_dir(&base, "box", &store).unwrap();
-        assert_eq!(fs::read_to_string(again.path.join("kept")).unwrap(), "x");
+        assert!(!again.path.join("workspace").exists());
+        drop(again);
+        // destroy of an id without a container removes such a leftover.
+        fs::write(base.join("box/left"), "x").unwrap();
+        assert!(remove_orphan(&base, "box", &store).unwrap());
+        assert!(!base.join("box").exists());
+        assert!(!remove_orphan(&base, "box", &store).unwrap());
     }
 }

@@ -219,6 +219,29 @@ fn limits_and_timeout() {
         "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
     ]);
     assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
+    // ... and says so, rather than a bare 137.
+    assert!(
+        stderr(&out).contains("phantom: out of memory (limit 32 MiB)"),
+        "{}",
+        describe(&out)
+    );
+    // A SIGKILL that is not the OOM killer's is not called one.
+    // (pid 1 of its namespace ignores SIGKILL from inside: a child gets it)
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--",
+        "sh",
+        "-c",
+        "sh -c 'kill -9 $$'",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
+    assert!(
+        !stderr(&out).contains("out of memory"),
+        "{}",
+        describe(&out)
+    );
     // A fork bomb stops at the pids limit; the sandbox still exits.
     if python() {
         let bomb = "import os, time\nn = 0\nfor i in range(50):\n    try:\n        if os.fork() == 0:\n            time.sleep(3); os._exit(0)\n        n += 1\n    except OSError:\n        break\nprint('forked', n)\n";

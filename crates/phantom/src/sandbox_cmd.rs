@@ -262,11 +262,17 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
                 zygote: false,
             },
             detach: a.detach,
-            keep: a.keep || a.detach,
+            // Kept until we looked at its cgroup: an OOM kill is said so.
+            keep: true,
             timeout,
             interrupt_kills: true,
         },
     );
+    if let Ok(137) = res {
+        if let Some(note) = oom_note(store, &p.id, &p.bundle) {
+            eprintln!("{note}");
+        }
+    }
     // A detached or kept sandbox stays (destroy removes it); otherwise
     // nothing is left: container, bundle, and a workspace we made. An id
     // taken in the state root (an OCI container of that name) is not ours
@@ -287,6 +293,39 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
             }
             None => Err(e.into()),
         },
+    }
+}
+
+/// "phantom: out of memory (limit 512 MiB)" when the sandbox's program was
+/// killed by the OOM killer (its cgroup counted an oom_kill), so that 137
+/// does not go unexplained.
+fn oom_note(store: &StateStore, id: &str, bundle: &Path) -> Option<String> {
+    let cg = store.load(id).ok()?.cgroup?;
+    if cg.oom_kill_count() == 0 {
+        return None;
+    }
+    let limit = phantom_runtime::spec::load(bundle).ok().and_then(|s| {
+        s.linux()
+            .as_ref()?
+            .resources()
+            .as_ref()?
+            .memory()
+            .as_ref()?
+            .limit()
+    });
+    Some(match limit {
+        Some(l) if l > 0 => format!("phantom: out of memory (limit {})", size_text(l as u64)),
+        _ => "phantom: out of memory".to_string(),
+    })
+}
+
+/// 512 MiB, 2 GiB, or bytes when neither divides.
+fn size_text(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 

@@ -479,9 +479,15 @@ fn a_daemon_killed_mid_request_ends_it_cleanly_and_a_restart_sweeps() {
     if !ended {
         let _ = running.kill();
     }
-    let status = running.wait().unwrap();
+    let out = running.wait_with_output().unwrap();
     assert!(ended, "the client hung after the daemon died");
-    assert!(!status.success(), "{status:?}");
+    assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
+    // ...and says why, rather than a bare 137.
+    assert!(
+        stderr(&out).contains("phantom: the daemon serving this run went away"),
+        "{}",
+        describe(&out)
+    );
     // Nothing of the dead daemon's zygotes is left.
     assert!(
         wait_until(Duration::from_secs(10), || entries(d.rt.root()).is_empty()),

@@ -43,14 +43,29 @@ pub enum Kind {
     Python { modules: Vec<String> },
 }
 
+/// The daemon that started this runner: when a stop signal comes and our
+/// parent is no longer it, the daemon died (PDEATHSIG), and the client is
+/// told so rather than left with a bare 137.
+static DAEMON: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Why a run was stopped by a signal to its runner, for the client.
+fn stop_reason() -> &'static str {
+    match DAEMON.get() {
+        Some(d) if nix::unistd::getppid().as_raw() != *d => "the daemon serving this run went away",
+        _ => "the daemon stopped this run",
+    }
+}
+
 /// First thing a runner does: die with the daemon (SIGTERM, so it cleans
 /// up), and take its signals through a signalfd.
 pub fn become_runner() -> Result<SignalFd> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
-    if nix::unistd::getppid().as_raw() == 1 {
+    let daemon = nix::unistd::getppid().as_raw();
+    if daemon == 1 {
         bail!("the daemon that started this runner is gone");
     }
+    let _ = DAEMON.set(daemon);
     let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
         set.add(s);
@@ -299,14 +314,18 @@ fn run_request(
     // Our copies of the caller's stdio must go, or its pipes never close.
     drop(req.fds);
     let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
-    let status = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
-    let _ = send_json(conn.as_raw_fd(), &json!({"status": status}));
+    let (status, stopped) = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
+    let reply = match stopped {
+        Some(why) => json!({"status": status, "error": why}),
+        None => json!({"status": status}),
+    };
+    let _ = send_json(conn.as_raw_fd(), &reply);
     Ok(0)
 }
 
 /// Wait for the program `pid`; `kill` it (and what belongs to it) if the
-/// client goes away, we are told to stop, or the deadline passes (then
-/// 124).
+/// client goes away, we are told to stop (then also why), or the deadline
+/// passes (then 124).
 fn wait_program(
     pid: i32,
     zfd: &OwnedFd,
@@ -314,12 +333,13 @@ fn wait_program(
     sfd: &SignalFd,
     deadline: Option<Instant>,
     kill: impl Fn(),
-) -> Result<i32> {
+) -> Result<(i32, Option<&'static str>)> {
     let mut timed_out = false;
+    let mut stopped = None;
     loop {
         if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
             if let Some(c) = container::run::exit_status(ws) {
-                return Ok(if timed_out { 124 } else { c });
+                return Ok((if timed_out { 124 } else { c }, stopped));
             }
         }
         let timeout = match deadline.filter(|_| !timed_out) {
@@ -345,6 +365,7 @@ fn wait_program(
             r => r?,
         };
         if readable(&fds[0]) && told_to_stop(sfd) {
+            stopped = Some(stop_reason());
             kill();
         }
         if readable(&fds[1]) {

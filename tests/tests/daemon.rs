@@ -535,6 +535,12 @@ fn limits_of_a_request_apply_to_its_warm_zygote() {
         // The kernel's OOM killer ends it in both paths.
         assert_eq!(out.status.code(), Some(137), "{mode}: {}", describe(&out));
         assert_eq!(stdout(&out), "", "{mode}: {}", describe(&out));
+        // ... and both say so, rather than a bare 137.
+        assert!(
+            stderr(&out).contains("phantom: out of memory (limit 64 MiB)"),
+            "{mode}: {}",
+            describe(&out)
+        );
     }
     // Without limits the same program runs (the next zygote has the
     // profile's own limits again).

@@ -202,7 +202,20 @@ fn serve_plain(
         let _ = container::kill(store, &z.state.id, Signal::SIGKILL, true);
         let _ = nix::sys::signal::kill(Pid::from_raw(z.pid()), Signal::SIGKILL);
     };
-    run_request(&conn, req, started, z.pid(), &zfd, sfd, kill_all)
+    // The request's own memory limit, else the profile's (the bundle's).
+    let limit = req
+        .raw
+        .pointer("/resources/memory/limit")
+        .and_then(|l| l.as_i64())
+        .or_else(|| sandbox::memory_limit_of(&z.state.bundle));
+    let oom = || {
+        z.state
+            .cgroup
+            .as_ref()
+            .and_then(|cg| sandbox::oom_note(cg, limit))
+            .map(|n| n.trim_start_matches("phantom: ").to_string())
+    };
+    run_request(&conn, req, started, (z.pid(), &zfd), sfd, kill_all, oom)
 }
 
 /// What waiting for the one client ended with.
@@ -296,10 +309,10 @@ fn run_request(
     conn: &OwnedFd,
     req: Request,
     started: phantom_runtime::error::Result<()>,
-    pid: i32,
-    zfd: &OwnedFd,
+    (pid, zfd): (i32, &OwnedFd),
     sfd: &SignalFd,
     kill: impl Fn(),
+    oom: impl Fn() -> Option<String>,
 ) -> Result<i32> {
     if let Err(e) = started {
         let msg = e.to_string();
@@ -315,7 +328,12 @@ fn run_request(
     drop(req.fds);
     let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
     let (status, stopped) = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
-    let reply = match stopped {
+    let why = match stopped {
+        Some(why) => Some(why.to_string()),
+        None if status == 137 => oom(),
+        None => None,
+    };
+    let reply = match why {
         Some(why) => json!({"status": status, "error": why}),
         None => json!({"status": status}),
     };
@@ -505,5 +523,5 @@ fn serve_exec_zygote(
     let kill = || {
         let _ = nix::sys::signal::kill(Pid::from_raw(z.pid), Signal::SIGKILL);
     };
-    run_request(&conn, req, started, z.pid, &zfd, sfd, kill)
+    run_request(&conn, req, started, (z.pid, &zfd), sfd, kill, || None)
 }

@@ -296,37 +296,11 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     }
 }
 
-/// "phantom: out of memory (limit 512 MiB)" when the sandbox's program was
-/// killed by the OOM killer (its cgroup counted an oom_kill), so that 137
-/// does not go unexplained.
+/// The OOM note of a finished cold run: the container's cgroup and the
+/// memory limit its bundle set.
 fn oom_note(store: &StateStore, id: &str, bundle: &Path) -> Option<String> {
     let cg = store.load(id).ok()?.cgroup?;
-    if cg.oom_kill_count() == 0 {
-        return None;
-    }
-    let limit = phantom_runtime::spec::load(bundle).ok().and_then(|s| {
-        s.linux()
-            .as_ref()?
-            .resources()
-            .as_ref()?
-            .memory()
-            .as_ref()?
-            .limit()
-    });
-    Some(match limit {
-        Some(l) if l > 0 => format!("phantom: out of memory (limit {})", size_text(l as u64)),
-        _ => "phantom: out of memory".to_string(),
-    })
-}
-
-/// 512 MiB, 2 GiB, or bytes when neither divides.
-fn size_text(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
+    sandbox::oom_note(&cg, sandbox::memory_limit_of(bundle))
 }
 
 /// `phantom create --profile NAME ID`: a long-lived sandbox whose init

@@ -43,16 +43,24 @@ pub enum Kind {
     Python { modules: Vec<String> },
 }
 
-/// The daemon that started this runner: when a stop signal comes and our
-/// parent is no longer it, the daemon died (PDEATHSIG), and the client is
-/// told so rather than left with a bare 137.
-static DAEMON: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+/// A pidfd of the daemon that started this runner. PDEATHSIG comes when
+/// the daemon's forking thread ends, possibly before the whole process
+/// has; the pidfd becomes readable once the process has exited, so the
+/// client is told the daemon went away rather than left with a bare 137.
+static DAEMON: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
 
 /// Why a run was stopped by a signal to its runner, for the client.
 fn stop_reason() -> &'static str {
-    match DAEMON.get() {
-        Some(d) if nix::unistd::getppid().as_raw() != *d => "the daemon serving this run went away",
-        _ => "the daemon stopped this run",
+    let gone = DAEMON.get().is_none_or(|fd| {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        // A daemon being killed is gone within a moment; a live one that
+        // stopped us stays.
+        poll(&mut fds, PollTimeout::from(500u16)).is_ok_and(|n| n > 0)
+    });
+    if gone {
+        "the daemon serving this run went away"
+    } else {
+        "the daemon stopped this run"
     }
 }
 
@@ -65,7 +73,9 @@ pub fn become_runner() -> Result<SignalFd> {
     if daemon == 1 {
         bail!("the daemon that started this runner is gone");
     }
-    let _ = DAEMON.set(daemon);
+    if let Ok(fd) = pidfd_open(daemon) {
+        let _ = DAEMON.set(fd);
+    }
     let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
         set.add(s);
@@ -329,9 +339,10 @@ fn run_request(
     let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
     let (status, stopped) = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
     let why = match stopped {
-        Some(why) => Some(why.to_string()),
-        None if status == 137 => oom(),
-        None => None,
+        // Asked once the program is gone, so the daemon has had time to go.
+        true => Some(stop_reason().to_string()),
+        false if status == 137 => oom(),
+        false => None,
     };
     let reply = match why {
         Some(why) => json!({"status": status, "error": why}),
@@ -351,9 +362,9 @@ fn wait_program(
     sfd: &SignalFd,
     deadline: Option<Instant>,
     kill: impl Fn(),
-) -> Result<(i32, Option<&'static str>)> {
+) -> Result<(i32, bool)> {
     let mut timed_out = false;
-    let mut stopped = None;
+    let mut stopped = false;
     loop {
         if let Ok(ws) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
             if let Some(c) = container::run::exit_status(ws) {
@@ -383,7 +394,7 @@ fn wait_program(
             r => r?,
         };
         if readable(&fds[0]) && told_to_stop(sfd) {
-            stopped = Some(stop_reason());
+            stopped = true;
             kill();
         }
         if readable(&fds[1]) {

@@ -449,17 +449,17 @@ fn create_reserved(
     // `created` comes after it; prestart, createRuntime and createContainer
     // are steps 3 to 5, so they see `created`, which is also what
     // runtime-tools' validation (hooks_stdin) and crun expect.
-    let creating = String::from_utf8(state.hook_state(Status::Created)).expect("json is utf-8");
-    parent_end.send(&Msg::Go(creating.clone()))?;
+    let hook_state = String::from_utf8(state.hook_state(Status::Created)).expect("json is utf-8");
+    parent_end.send(&Msg::Go(hook_state.clone()))?;
     let mut msg = parent_end.recv()?;
     if msg == Some(Msg::Hooks) {
         let hooks = spec.hooks().clone().unwrap_or_default();
         // prestart is deprecated but still run, before createRuntime.
         if let Some(h) = hooks.prestart() {
-            crate::hooks::run_all(h, "prestart", creating.as_bytes())?;
+            crate::hooks::run_all(h, "prestart", hook_state.as_bytes())?;
         }
         if let Some(h) = hooks.create_runtime() {
-            crate::hooks::run_all(h, "createRuntime", creating.as_bytes())?;
+            crate::hooks::run_all(h, "createRuntime", hook_state.as_bytes())?;
         }
         parent_end.send(&Msg::Go(String::new()))?;
         msg = parent_end.recv()?;

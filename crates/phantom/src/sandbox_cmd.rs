@@ -89,6 +89,9 @@ pub fn prepare(
         None => None,
     };
     let limits = limits(args)?;
+    // Checked against the profile as its file states it, before --mode
+    // or anything else of the request touches it.
+    narrowed(&profile, network, &limits)?;
     profile.resources.memory = limits.memory.or(profile.resources.memory);
     profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
     profile.resources.pids = limits.pids.or(profile.resources.pids);
@@ -172,6 +175,22 @@ fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
     }
 }
 
+/// The profile's ceilings: `network` and `limits` may only narrow
+/// `profile` (phantom_policy::narrow). The typed error makes the exit
+/// status 2 (main.rs), whatever the text.
+fn narrowed(
+    profile: &phantom_policy::Profile,
+    network: Option<NetworkMode>,
+    limits: &phantom_policy::profile::Resources,
+) -> Result<()> {
+    let asked = phantom_policy::Narrowing {
+        network,
+        resources: *limits,
+    };
+    phantom_policy::check_narrowing(profile, &asked, "--")?;
+    Ok(())
+}
+
 /// `--memory`, `--cpus` and `--pids`, checked.
 fn limits(args: &SandboxArgs) -> Result<phantom_policy::profile::Resources> {
     phantom_zygote::limits::check(args.memory.as_deref(), args.cpus, args.pids, "--")
@@ -219,6 +238,17 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         let copy_in: Option<&phantom_zygote::client::CopyIn<'_>> =
             s.copy_in.as_ref().map(|_| &copy as _);
         let limits = limits(s)?;
+        if limits != Default::default() {
+            // The warm path sends the limits to the daemon as they are:
+            // check them against the profile here first, as prepare()
+            // does on the cold path. Only then: the catalog costs a load
+            // the common request (no limits) does not pay.
+            let catalog = Catalog::load(&Catalog::search_dirs(&[]));
+            let p = catalog
+                .get(profile)
+                .map_err(|e| anyhow!("--profile: {e}"))?;
+            narrowed(&p.profile, None, &limits)?;
+        }
         let resources = (limits != Default::default()).then(|| {
             serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))
                 .expect("resources serialise")

@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use phantom_policy::{check_narrowing, Narrowing, NarrowingError, NetworkMode, Profile};
 use phantom_zygote::backend::{Backend, BackendError, Limits, Subprocess};
 use phantom_zygote::client::Lease;
 use phantom_zygote::files::{self, FileError};
@@ -92,6 +93,14 @@ impl From<BackendError> for ApiError {
             BackendError::Invalid(m) => bad(m),
             BackendError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
+    }
+}
+
+/// A request that would loosen its profile: the key is not allowed what
+/// it asked for (403), whatever else is right with the request.
+impl From<NarrowingError> for ApiError {
+    fn from(e: NarrowingError) -> Self {
+        ApiError(StatusCode::FORBIDDEN, e.to_string())
     }
 }
 
@@ -293,10 +302,11 @@ impl Api {
         }
     }
 
-    fn check_profile(&self, name: &str) -> ApiResult<()> {
+    /// The profile `name`, as the request's ceiling.
+    fn check_profile(&self, name: &str) -> ApiResult<Profile> {
         phantom_policy::Catalog::load(&self.profile_dirs)
             .get(name)
-            .map(|_| ())
+            .map(|e| e.profile.clone())
             .map_err(|e| bad(format!("profile: {e}")))
     }
 
@@ -383,10 +393,18 @@ struct RunReq {
 }
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
-/// profile's own).
-fn run_limits(r: &RunReq) -> ApiResult<Option<Value>> {
+/// profile's own); refused (403) above `profile`'s.
+fn run_limits(r: &RunReq, profile: &Profile) -> ApiResult<Option<Value>> {
     let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
+    check_narrowing(
+        profile,
+        &Narrowing {
+            network: None,
+            resources: res,
+        },
+        "",
+    )?;
     if res == Default::default() {
         return Ok(None);
     }
@@ -434,8 +452,8 @@ async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>
     }
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
-    let resources = run_limits(&r)?;
-    api.check_profile(&r.profile)?;
+    let profile = api.check_profile(&r.profile)?;
+    let resources = run_limits(&r, &profile)?;
     let _slot = api.runs.try_acquire().map_err(|_| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -592,7 +610,21 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let r: CreateReq = parse(&body)?;
-    api.check_profile(&r.profile)?;
+    let profile = api.check_profile(&r.profile)?;
+    // Checked here, typed, before anything is made: a request may only
+    // narrow its profile (403 otherwise). The CLI the backend runs checks
+    // again, but its refusal would come back as an exit status.
+    let network = r
+        .network
+        .as_deref()
+        .map(|n| {
+            NetworkMode::from_name(n)
+                .ok_or_else(|| bad(format!("network {n:?}: expected none, loopback or host")))
+        })
+        .transpose()?;
+    let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    check_narrowing(&profile, &Narrowing { network, resources }, "")?;
     let id =
         r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
     phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;

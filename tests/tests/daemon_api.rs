@@ -2059,3 +2059,37 @@ fn a_request_cannot_loosen_its_profile() {
     assert_eq!(r.json()["stdout"], "ran\n", "{r}");
     d.stop_and_check_clean();
 }
+
+/// Loosening is the operator's: `--allow-host-network KEYID` lets that key
+/// (and only it) ask for `network: host`; `--max-memory` raises the memory
+/// ceiling beyond the profile's, up to it and no further.
+#[test]
+fn the_operator_may_raise_a_profile_for_a_key() {
+    require_root!();
+    // KEY_B is line 3 of the keys file.
+    let Some(mut d) = Daemon::start(&["--allow-host-network", "key@line3", "--max-memory", "2GiB"])
+    else {
+        return;
+    };
+    let host = json!({"profile": "python-dev", "id": "raised-net", "network": "host"});
+    let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&host));
+    r.expect_error(403);
+    d.call("POST", "/v1/sandboxes", KEY_B, Some(&host))
+        .expect(201);
+    d.call("DELETE", "/v1/sandboxes/raised-net", KEY_B, None)
+        .expect(204);
+    let mem = json!({"profile": "python-dev", "id": "raised-mem", "memory": "2GiB"});
+    d.call("POST", "/v1/sandboxes", KEY_A, Some(&mem))
+        .expect(201);
+    d.call("DELETE", "/v1/sandboxes/raised-mem", KEY_A, None)
+        .expect(204);
+    let more = json!({"profile": "python-dev", "id": "raised-more", "memory": "3GiB"});
+    let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&more));
+    r.expect_error(403);
+    assert!(
+        r.text()
+            .contains("the daemon's raised limit for the profile python-dev of 2 GiB"),
+        "{r}"
+    );
+    d.stop_and_check_clean();
+}

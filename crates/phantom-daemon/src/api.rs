@@ -16,7 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use phantom_policy::{check_narrowing, Narrowing, NarrowingError, NetworkMode, Profile};
+use phantom_policy::{
+    check_narrowing_raised, Narrowing, NarrowingError, NetworkMode, Profile, Raised,
+};
 use phantom_zygote::backend::{Backend, BackendError, Limits, Subprocess};
 use phantom_zygote::client::Lease;
 use phantom_zygote::files::{self, FileError};
@@ -55,6 +57,8 @@ pub struct Api {
     pub backend: Subprocess,
     pub max_output: usize,
     pub profile_dirs: Vec<PathBuf>,
+    /// What the operator lets keys have beyond their profiles.
+    pub raises: crate::config::Raises,
     /// Sandboxes made through the API, kept in `registry` too so a daemon
     /// restarted after `kill -9` removes them.
     pub owned: Mutex<BTreeMap<String, Owned>>,
@@ -394,16 +398,17 @@ struct RunReq {
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
 /// profile's own); refused (403) above `profile`'s.
-fn run_limits(r: &RunReq, profile: &Profile) -> ApiResult<Option<Value>> {
+fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Option<Value>> {
     let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
-    check_narrowing(
+    check_narrowing_raised(
         profile,
         &Narrowing {
             network: None,
             resources: res,
         },
         "",
+        raised,
     )?;
     if res == Default::default() {
         return Ok(None);
@@ -445,7 +450,11 @@ impl Drop for Active {
     }
 }
 
-async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>> {
+async fn run(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    body: Bytes,
+) -> ApiResult<Json<RunOut>> {
     let r: RunReq = parse(&body)?;
     if r.argv.is_empty() {
         return Err(bad("argv must name a program"));
@@ -453,7 +462,7 @@ async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
     let profile = api.check_profile(&r.profile)?;
-    let resources = run_limits(&r, &profile)?;
+    let resources = run_limits(&r, &profile, &api.raises.for_key(&key.0))?;
     let _slot = api.runs.try_acquire().map_err(|_| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -624,7 +633,8 @@ async fn create(
         .transpose()?;
     let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
-    check_narrowing(&profile, &Narrowing { network, resources }, "")?;
+    let raised = api.raises.for_key(&key.0);
+    check_narrowing_raised(&profile, &Narrowing { network, resources }, "", &raised)?;
     let id =
         r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
     phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;
@@ -639,6 +649,7 @@ async fn create(
         cpus: r.cpus,
         pids: r.pids,
         network: r.network,
+        raised,
     };
     let made = api.backend.create(&id, &r.profile, &limits).await?;
     let o = Owned {

@@ -107,6 +107,7 @@ async fn serve(
             },
             max_output: cfg.max_output,
             profile_dirs,
+            raises: cfg.raises.clone(),
             owned: Mutex::new(BTreeMap::new()),
             registry: registry_path(&cfg),
             draining: AtomicBool::new(false),

@@ -20,6 +20,17 @@ pub struct Narrowing {
     pub resources: Resources,
 }
 
+/// What the operator lets a caller have beyond its profile (the daemon's
+/// `--allow-host-network KEYID`, `--max-memory`, `--max-pids`): each set
+/// field raises the profile's ceiling to it, never lowers it. A request
+/// never sets these; only the daemon's configuration does.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Raised {
+    pub network: Option<NetworkMode>,
+    pub memory: Option<u64>,
+    pub pids: Option<i64>,
+}
+
 /// The one field of a request that asked for more than its profile allows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loosened {
@@ -71,38 +82,50 @@ pub struct NarrowingError {
     pub prefix: String,
     pub profile: String,
     pub loosened: Loosened,
+    /// The ceiling passed was the operator's ([`Raised`]), not the profile's.
+    pub raised: bool,
 }
 
 impl fmt::Display for NarrowingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (p, field, name) = (&self.prefix, self.loosened.field(), &self.profile);
+        // Whose ceiling it was: the profile's, or the daemon's raise of it.
+        let whose = |what: &str| {
+            if self.raised {
+                format!("the daemon's raised {what} for the profile {name}")
+            } else {
+                format!("the profile {name}'s {what}")
+            }
+        };
         match self.loosened {
             Loosened::Network { asked, allowed } => write!(
                 f,
-                "{p}{field} {asked}: wider than the profile {name}'s network {allowed} \
-                 (a request may only narrow its profile: none < loopback < host)"
-            )?,
+                "{p}{field} {asked}: wider than {} {allowed} \
+                 (a request may only narrow its profile: none < loopback < host)",
+                whose("network")
+            ),
             Loosened::Memory { asked, allowed }
             | Loosened::Tmp { asked, allowed }
             | Loosened::Shm { asked, allowed } => write!(
                 f,
-                "{p}{field} {}: above the profile {name}'s limit of {}",
+                "{p}{field} {}: above {} of {} (a request may only narrow its profile)",
                 Bytes(asked),
+                whose("limit"),
                 Bytes(allowed)
-            )?,
+            ),
             Loosened::Cpus { asked, allowed } => write!(
                 f,
-                "{p}{field} {asked}: above the profile {name}'s limit of {allowed} CPUs"
-            )?,
+                "{p}{field} {asked}: above {} of {allowed} CPUs \
+                 (a request may only narrow its profile)",
+                whose("limit")
+            ),
             Loosened::Pids { asked, allowed } => write!(
                 f,
-                "{p}{field} {asked}: above the profile {name}'s limit of {allowed} pids"
-            )?,
+                "{p}{field} {asked}: above {} of {allowed} pids \
+                 (a request may only narrow its profile)",
+                whose("limit")
+            ),
         }
-        if !matches!(self.loosened, Loosened::Network { .. }) {
-            f.write_str(" (a request may only narrow its profile)")?;
-        }
-        Ok(())
     }
 }
 
@@ -138,43 +161,61 @@ pub fn check_narrowing(
     asked: &Narrowing,
     prefix: &str,
 ) -> Result<(), NarrowingError> {
-    let refuse = |loosened| NarrowingError {
+    check_narrowing_raised(profile, asked, prefix, &Raised::default())
+}
+
+/// [`check_narrowing`] with the operator's [`Raised`] ceilings: a field
+/// the operator raised may go up to the higher of the two. A limit the
+/// profile leaves unset stays without a ceiling (as without `raised`).
+pub fn check_narrowing_raised(
+    profile: &Profile,
+    asked: &Narrowing,
+    prefix: &str,
+    raised: &Raised,
+) -> Result<(), NarrowingError> {
+    let refuse = |loosened, raised| NarrowingError {
         prefix: prefix.to_string(),
         profile: profile.name.clone(),
         loosened,
+        raised,
     };
     if let Some(n) = asked.network {
-        if n > profile.network {
-            return Err(refuse(Loosened::Network {
-                asked: n,
-                allowed: profile.network,
-            }));
+        let allowed = raised
+            .network
+            .map_or(profile.network, |r| r.max(profile.network));
+        if n > allowed {
+            return Err(refuse(
+                Loosened::Network { asked: n, allowed },
+                allowed != profile.network,
+            ));
         }
     }
     let (a, p) = (&asked.resources, &profile.resources);
-    if let (Some(asked), Some(allowed)) = (a.memory, p.memory) {
+    if let (Some(asked), Some(own)) = (a.memory, p.memory) {
+        let allowed = raised.memory.map_or(own, |r| r.max(own));
         if asked > allowed {
-            return Err(refuse(Loosened::Memory { asked, allowed }));
+            return Err(refuse(Loosened::Memory { asked, allowed }, allowed != own));
+        }
+    }
+    if let (Some(asked), Some(own)) = (a.pids, p.pids) {
+        let allowed = raised.pids.map_or(own, |r| r.max(own));
+        if asked > allowed {
+            return Err(refuse(Loosened::Pids { asked, allowed }, allowed != own));
         }
     }
     if let (Some(asked), Some(allowed)) = (a.cpu, p.cpu) {
         if asked > allowed {
-            return Err(refuse(Loosened::Cpus { asked, allowed }));
-        }
-    }
-    if let (Some(asked), Some(allowed)) = (a.pids, p.pids) {
-        if asked > allowed {
-            return Err(refuse(Loosened::Pids { asked, allowed }));
+            return Err(refuse(Loosened::Cpus { asked, allowed }, false));
         }
     }
     if let (Some(asked), Some(allowed)) = (a.tmp, p.tmp) {
         if asked > allowed {
-            return Err(refuse(Loosened::Tmp { asked, allowed }));
+            return Err(refuse(Loosened::Tmp { asked, allowed }, false));
         }
     }
     if let (Some(asked), Some(allowed)) = (a.shm, p.shm) {
         if asked > allowed {
-            return Err(refuse(Loosened::Shm { asked, allowed }));
+            return Err(refuse(Loosened::Shm { asked, allowed }, false));
         }
     }
     Ok(())
@@ -303,6 +344,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("memory 536870913 B"), "{e}");
+    }
+
+    #[test]
+    fn the_operator_raises_ceilings_and_nothing_else() {
+        let mut p = python_dev();
+        p.network = NetworkMode::Loopback;
+        p.resources.memory = Some(1 << 30);
+        p.resources.pids = Some(512);
+        let raised = Raised {
+            network: Some(NetworkMode::Host),
+            memory: Some(2 << 30),
+            pids: Some(1024),
+        };
+        let asked = Narrowing {
+            network: Some(NetworkMode::Host),
+            resources: Resources {
+                memory: Some(2 << 30),
+                pids: Some(1024),
+                ..Default::default()
+            },
+        };
+        assert!(check_narrowing(&p, &asked, "").is_err());
+        assert!(check_narrowing_raised(&p, &asked, "", &raised).is_ok());
+        let mut more = asked;
+        more.resources.memory = Some(4 << 30);
+        let e = check_narrowing_raised(&p, &more, "", &raised).unwrap_err();
+        assert!(e.raised);
+        assert_eq!(
+            e.to_string(),
+            "memory 4 GiB: above the daemon's raised limit for the profile python-dev \
+             of 2 GiB (a request may only narrow its profile)"
+        );
+        // A raise below the profile's own never lowers it.
+        let low = Raised {
+            memory: Some(1 << 20),
+            ..Default::default()
+        };
+        let one_gib = res(Resources {
+            memory: Some(1 << 30),
+            ..Default::default()
+        });
+        assert!(check_narrowing_raised(&p, &one_gib, "", &low).is_ok());
+        // CPUs are not raised: still the profile's.
+        let cpus = res(Resources {
+            cpu: Some(64.0),
+            ..Default::default()
+        });
+        assert!(check_narrowing_raised(&p, &cpus, "", &raised).is_err());
     }
 
     #[test]

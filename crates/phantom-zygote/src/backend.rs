@@ -42,11 +42,23 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
     pub network: Option<String>,
+    /// The operator's ceilings for the key asking (checked by the caller;
+    /// passed on so that phantom's own check agrees).
+    pub raised: phantom_policy::Raised,
 }
 
 impl Limits {
     fn args(&self) -> Vec<String> {
         let mut a = Vec::new();
+        if let Some(n) = self.raised.network {
+            a.extend(["--raise-network".into(), n.name().to_string()]);
+        }
+        if let Some(m) = self.raised.memory {
+            a.extend(["--raise-memory".into(), m.to_string()]);
+        }
+        if let Some(p) = self.raised.pids {
+            a.extend(["--raise-pids".into(), p.to_string()]);
+        }
         if let Some(m) = &self.memory {
             a.extend(["--memory".into(), m.clone()]);
         }

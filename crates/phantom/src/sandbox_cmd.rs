@@ -91,7 +91,7 @@ pub fn prepare(
     let limits = limits(args)?;
     // Checked against the profile as its file states it, before --mode
     // or anything else of the request touches it.
-    narrowed(&profile, network, &limits)?;
+    narrowed(&profile, network, &limits, &raised(args)?)?;
     profile.resources.memory = limits.memory.or(profile.resources.memory);
     profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
     profile.resources.pids = limits.pids.or(profile.resources.pids);
@@ -182,13 +182,31 @@ fn narrowed(
     profile: &phantom_policy::Profile,
     network: Option<NetworkMode>,
     limits: &phantom_policy::profile::Resources,
+    raised: &phantom_policy::Raised,
 ) -> Result<()> {
     let asked = phantom_policy::Narrowing {
         network,
         resources: *limits,
     };
-    phantom_policy::check_narrowing(profile, &asked, "--")?;
+    phantom_policy::check_narrowing_raised(profile, &asked, "--", raised)?;
     Ok(())
+}
+
+/// The hidden `--raise-*` flags the daemon passes for a key its operator
+/// let exceed the profile.
+fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
+    let network = match &args.raise_network {
+        Some(n) => Some(
+            NetworkMode::from_name(n)
+                .ok_or_else(|| anyhow!("--raise-network {n:?}: expected none, loopback or host"))?,
+        ),
+        None => None,
+    };
+    Ok(phantom_policy::Raised {
+        network,
+        memory: args.raise_memory,
+        pids: args.raise_pids,
+    })
 }
 
 /// `--memory`, `--cpus` and `--pids`, checked.
@@ -247,7 +265,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
             let p = catalog
                 .get(profile)
                 .map_err(|e| anyhow!("--profile: {e}"))?;
-            narrowed(&p.profile, None, &limits)?;
+            narrowed(&p.profile, None, &limits, &raised(s)?)?;
         }
         let resources = (limits != Default::default()).then(|| {
             serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))

@@ -439,6 +439,11 @@ fn a_request_cannot_loosen_its_profile() {
     );
     for (flag, value, named) in [
         (
+            "--mode",
+            "direct",
+            "--mode direct: less isolated than the profile python-dev's mode sandbox",
+        ),
+        (
             "--memory",
             "4GiB",
             "--memory 4 GiB: above the profile python-dev's limit of 1 GiB",

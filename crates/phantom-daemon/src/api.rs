@@ -404,6 +404,7 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
     check_narrowing_raised(
         profile,
         &Narrowing {
+            mode: None,
             network: None,
             resources: res,
         },
@@ -634,7 +635,16 @@ async fn create(
     let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
     let raised = api.raises.for_key(&key.0);
-    check_narrowing_raised(&profile, &Narrowing { network, resources }, "", &raised)?;
+    check_narrowing_raised(
+        &profile,
+        &Narrowing {
+            mode: None,
+            network,
+            resources,
+        },
+        "",
+        &raised,
+    )?;
     let id =
         r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
     phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;

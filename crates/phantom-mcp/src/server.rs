@@ -460,7 +460,11 @@ fn check_limits(l: &LimitArgs, profile: &phantom_policy::Profile) -> Result<Limi
         .map_err(|e| ToolError(format!("{e:#}")))?;
     phantom_policy::check_narrowing(
         profile,
-        &phantom_policy::Narrowing { network, resources },
+        &phantom_policy::Narrowing {
+            mode: None,
+            network,
+            resources,
+        },
         "",
     )
     .map_err(|e| ToolError(e.to_string()))?;

@@ -11,11 +11,13 @@
 
 use std::fmt;
 
-use crate::profile::{NetworkMode, Profile, Resources};
+use crate::profile::{Mode, NetworkMode, Profile, Resources};
 
 /// What a request asks to change in its profile (`None`: the profile's own).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Narrowing {
+    /// Only towards more isolation: direct < sandbox < hardened.
+    pub mode: Option<Mode>,
     pub network: Option<NetworkMode>,
     pub resources: Resources,
 }
@@ -34,6 +36,10 @@ pub struct Raised {
 /// The one field of a request that asked for more than its profile allows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loosened {
+    Mode {
+        asked: Mode,
+        allowed: Mode,
+    },
     Network {
         asked: NetworkMode,
         allowed: NetworkMode,
@@ -64,6 +70,7 @@ impl Loosened {
     /// The request's field, without prefix (`memory`).
     pub fn field(&self) -> &'static str {
         match self {
+            Loosened::Mode { .. } => "mode",
             Loosened::Network { .. } => "network",
             Loosened::Memory { .. } => "memory",
             Loosened::Cpus { .. } => "cpus",
@@ -98,6 +105,11 @@ impl fmt::Display for NarrowingError {
             }
         };
         match self.loosened {
+            Loosened::Mode { asked, allowed } => write!(
+                f,
+                "{p}{field} {asked}: less isolated than the profile {name}'s mode {allowed} \
+                 (a request may only narrow its profile: direct < sandbox < hardened)"
+            ),
             Loosened::Network { asked, allowed } => write!(
                 f,
                 "{p}{field} {asked}: wider than {} {allowed} \
@@ -141,7 +153,8 @@ impl fmt::Display for Bytes {
             ("KiB", 1 << 10),
         ];
         for (unit, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            // Powers of two: a mask, not `is_multiple_of` (newer than our MSRV).
+            if self.0 >= size && self.0 & (size - 1) == 0 {
                 return write!(f, "{} {unit}", self.0 / size);
             }
         }
@@ -179,6 +192,24 @@ pub fn check_narrowing_raised(
         loosened,
         raised,
     };
+    // How much isolation a mode gives: `direct` shares the host's network
+    // and filesystem, so choosing it would undo the profile's network too.
+    let isolation = |m: Mode| match m {
+        Mode::Direct => 0,
+        Mode::Sandbox => 1,
+        Mode::Hardened => 2,
+    };
+    if let Some(m) = asked.mode {
+        if isolation(m) < isolation(profile.mode) {
+            return Err(refuse(
+                Loosened::Mode {
+                    asked: m,
+                    allowed: profile.mode,
+                },
+                false,
+            ));
+        }
+    }
     if let Some(n) = asked.network {
         let allowed = raised
             .network
@@ -273,6 +304,24 @@ mod tests {
     }
 
     #[test]
+    fn mode_only_towards_more_isolation() {
+        let p = python_dev();
+        assert_eq!(p.mode, Mode::Sandbox);
+        let m = |mode| Narrowing {
+            mode: Some(mode),
+            ..Default::default()
+        };
+        assert!(check_narrowing(&p, &m(Mode::Sandbox), "--").is_ok());
+        assert!(check_narrowing(&p, &m(Mode::Hardened), "--").is_ok());
+        let e = check_narrowing(&p, &m(Mode::Direct), "--").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--mode direct: less isolated than the profile python-dev's mode sandbox \
+             (a request may only narrow its profile: direct < sandbox < hardened)"
+        );
+    }
+
+    #[test]
     fn limits_at_most_the_profiles() {
         let mut p = python_dev();
         p.resources = Resources {
@@ -358,6 +407,7 @@ mod tests {
             pids: Some(1024),
         };
         let asked = Narrowing {
+            mode: None,
             network: Some(NetworkMode::Host),
             resources: Resources {
                 memory: Some(2 << 30),

@@ -77,10 +77,13 @@ pub fn prepare(
         .map_err(|e| anyhow!("--profile: {e}"))?
         .profile
         .clone();
-    if let Some(m) = &args.mode {
-        profile.mode = Mode::from_name(m)
-            .ok_or_else(|| anyhow!("--mode {m:?}: expected direct, sandbox or hardened"))?;
-    }
+    let mode = match &args.mode {
+        Some(m) => Some(
+            Mode::from_name(m)
+                .ok_or_else(|| anyhow!("--mode {m:?}: expected direct, sandbox or hardened"))?,
+        ),
+        None => None,
+    };
     let network = match &args.network {
         Some(n) => Some(
             NetworkMode::from_name(n)
@@ -89,9 +92,12 @@ pub fn prepare(
         None => None,
     };
     let limits = limits(args)?;
-    // Checked against the profile as its file states it, before --mode
-    // or anything else of the request touches it.
-    narrowed(&profile, network, &limits, &raised(args)?)?;
+    // Checked against the profile as its file states it, before anything
+    // of the request touches it.
+    narrowed(&profile, mode, network, &limits, &raised(args)?)?;
+    if let Some(m) = mode {
+        profile.mode = m;
+    }
     profile.resources.memory = limits.memory.or(profile.resources.memory);
     profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
     profile.resources.pids = limits.pids.or(profile.resources.pids);
@@ -180,11 +186,13 @@ fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
 /// status 2 (main.rs), whatever the text.
 fn narrowed(
     profile: &phantom_policy::Profile,
+    mode: Option<Mode>,
     network: Option<NetworkMode>,
     limits: &phantom_policy::profile::Resources,
     raised: &phantom_policy::Raised,
 ) -> Result<()> {
     let asked = phantom_policy::Narrowing {
+        mode,
         network,
         resources: *limits,
     };
@@ -265,7 +273,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
             let p = catalog
                 .get(profile)
                 .map_err(|e| anyhow!("--profile: {e}"))?;
-            narrowed(&p.profile, None, &limits, &raised(s)?)?;
+            narrowed(&p.profile, None, None, &limits, &raised(s)?)?;
         }
         let resources = (limits != Default::default()).then(|| {
             serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))

@@ -2093,3 +2093,46 @@ fn the_operator_may_raise_a_profile_for_a_key() {
     );
     d.stop_and_check_clean();
 }
+
+/// The ceiling is the profile the sandbox is made from: with the daemon's
+/// `--profile-path`, a request is checked against that directory's profile
+/// and phantom makes the sandbox from the same one (not a built-in, nor
+/// "unknown profile").
+#[test]
+fn a_profile_path_profile_is_the_ceiling() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let out = Command::new(runtime_binary())
+        .args(["profile", "show", "python-dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout)
+        .replace("profile: python-dev", "profile: narrow-test")
+        .replace("memory: 1GiB", "memory: 128MiB");
+    assert!(yaml.contains("memory: 128MiB"), "{yaml}");
+    let profiles = d.dir.path().join("profiles");
+    fs::create_dir(&profiles).unwrap();
+    fs::write(profiles.join("narrow-test.yaml"), yaml).unwrap();
+    d.spawn(&["--profile-path", profiles.to_str().unwrap()]);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "narrow-test", "id": "pp-big", "memory": "256MiB"})),
+    );
+    r.expect_error(403);
+    assert!(r.text().contains("narrow-test's limit of 128 MiB"), "{r}");
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "narrow-test", "id": "pp-ok", "memory": "64MiB"})),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pp-ok", KEY_A, None)
+        .expect(204);
+    d.stop_and_check_clean();
+}

@@ -171,6 +171,10 @@ pub struct Subprocess {
     /// Where sandboxes' workspaces are made (default $PHANTOM_SANDBOX_DIR
     /// or /var/lib/phantom/sandboxes); scratch files go in `.mcp` there.
     pub sandbox_dir: Option<PathBuf>,
+    /// The caller's profile directories (the daemon's --profile-path):
+    /// phantom must make the sandbox from the very profile the caller
+    /// checked the request against, so it gets them too.
+    pub profile_dirs: Vec<PathBuf>,
 }
 
 impl Subprocess {
@@ -178,6 +182,13 @@ impl Subprocess {
         let mut c = Command::new(&self.bin);
         if let Some(r) = &self.root {
             c.arg("--root").arg(r);
+        }
+        // The environment rather than --profile-path: that flag would keep
+        // `phantom run` off the warm path, which the variable does not.
+        if !self.profile_dirs.is_empty() {
+            if let Ok(v) = std::env::join_paths(&self.profile_dirs) {
+                c.env(phantom_policy::profile::PROFILE_PATH_ENV, v);
+            }
         }
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())

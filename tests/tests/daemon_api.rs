@@ -1976,3 +1976,163 @@ fn concurrent_creates_of_one_id_give_one_201_and_409s() {
     d.call("DELETE", &base, KEY_A, None).expect(204);
     d.stop_and_check_clean();
 }
+
+/// A request may only narrow its profile (issue 14 item 1): python-dev's
+/// network is loopback and its limits 1 GiB, 2 CPUs, 512 pids. A body
+/// asking for more is refused with 403 naming the rule, before anything is
+/// made; a narrower one is served.
+#[test]
+fn a_request_cannot_loosen_its_profile() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&[]) else {
+        return;
+    };
+    let rule = "a request may only narrow its profile";
+    for (body, named) in [
+        (
+            json!({"profile": "python-dev", "id": "loosen-net", "network": "host"}),
+            "network host: wider than the profile python-dev's network loopback",
+        ),
+        (
+            json!({"profile": "python-dev", "id": "loosen-mem", "memory": "4GiB"}),
+            "memory 4 GiB: above the profile python-dev's limit of 1 GiB",
+        ),
+        (
+            json!({"profile": "python-dev", "id": "loosen-mem2", "memory": "1TiB"}),
+            "memory 1 TiB",
+        ),
+        (
+            json!({"profile": "python-dev", "id": "loosen-pids", "pids": 100000}),
+            "pids 100000: above the profile python-dev's limit of 512",
+        ),
+        (
+            json!({"profile": "python-dev", "id": "loosen-cpus", "cpus": 64.0}),
+            "cpus 64: above",
+        ),
+    ] {
+        let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&body));
+        r.expect_error(403);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(named) && err.contains(rule), "{body}: {err}");
+    }
+    // Nothing was made: no sandbox listed, no directory, no container.
+    let r = d.call("GET", "/v1/sandboxes", KEY_A, None);
+    r.expect(200);
+    assert_eq!(r.json()["sandboxes"], json!([]), "{r}");
+    let made: Vec<_> = entries(&d.sandboxes())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("loosen-"))
+        })
+        .collect();
+    assert!(made.is_empty(), "made for a refused request: {made:?}");
+    for body in [
+        json!({"profile": "python-dev", "argv": ["true"], "memory": "4GiB"}),
+        json!({"profile": "python-dev", "argv": ["true"], "pids": 100000}),
+    ] {
+        let r = d.call("POST", "/v1/run", KEY_A, Some(&body));
+        r.expect_error(403);
+        assert!(r.text().contains(rule), "{r}");
+    }
+    // Narrower than the profile is served.
+    let body = json!({"profile": "python-dev", "id": "narrow-ok", "network": "none",
+                      "memory": "256MiB", "pids": 64, "cpus": 1.0});
+    d.call("POST", "/v1/sandboxes", KEY_A, Some(&body))
+        .expect(201);
+    let r = d.exec(
+        "/v1/sandboxes/narrow-ok",
+        KEY_A,
+        &json!({"argv": ["echo", "alive"]}),
+    );
+    r.expect(200);
+    assert_eq!(r.json()["stdout"], "alive\n", "{r}");
+    d.call("DELETE", "/v1/sandboxes/narrow-ok", KEY_A, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["echo", "ran"], "memory": "256MiB"})),
+    );
+    r.expect(200);
+    assert_eq!(r.json()["stdout"], "ran\n", "{r}");
+    d.stop_and_check_clean();
+}
+
+/// Loosening is the operator's: `--allow-host-network KEYID` lets that key
+/// (and only it) ask for `network: host`; `--max-memory` raises the memory
+/// ceiling beyond the profile's, up to it and no further.
+#[test]
+fn the_operator_may_raise_a_profile_for_a_key() {
+    require_root!();
+    // KEY_B is line 3 of the keys file.
+    let Some(mut d) = Daemon::start(&["--allow-host-network", "key@line3", "--max-memory", "2GiB"])
+    else {
+        return;
+    };
+    let host = json!({"profile": "python-dev", "id": "raised-net", "network": "host"});
+    let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&host));
+    r.expect_error(403);
+    d.call("POST", "/v1/sandboxes", KEY_B, Some(&host))
+        .expect(201);
+    d.call("DELETE", "/v1/sandboxes/raised-net", KEY_B, None)
+        .expect(204);
+    let mem = json!({"profile": "python-dev", "id": "raised-mem", "memory": "2GiB"});
+    d.call("POST", "/v1/sandboxes", KEY_A, Some(&mem))
+        .expect(201);
+    d.call("DELETE", "/v1/sandboxes/raised-mem", KEY_A, None)
+        .expect(204);
+    let more = json!({"profile": "python-dev", "id": "raised-more", "memory": "3GiB"});
+    let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&more));
+    r.expect_error(403);
+    assert!(
+        r.text()
+            .contains("the daemon's raised limit for the profile python-dev of 2 GiB"),
+        "{r}"
+    );
+    d.stop_and_check_clean();
+}
+
+/// The ceiling is the profile the sandbox is made from: with the daemon's
+/// `--profile-path`, a request is checked against that directory's profile
+/// and phantom makes the sandbox from the same one (not a built-in, nor
+/// "unknown profile").
+#[test]
+fn a_profile_path_profile_is_the_ceiling() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let out = Command::new(runtime_binary())
+        .args(["profile", "show", "python-dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout)
+        .replace("profile: python-dev", "profile: narrow-test")
+        .replace("memory: 1GiB", "memory: 128MiB");
+    assert!(yaml.contains("memory: 128MiB"), "{yaml}");
+    let profiles = d.dir.path().join("profiles");
+    fs::create_dir(&profiles).unwrap();
+    fs::write(profiles.join("narrow-test.yaml"), yaml).unwrap();
+    d.spawn(&["--profile-path", profiles.to_str().unwrap()]);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "narrow-test", "id": "pp-big", "memory": "256MiB"})),
+    );
+    r.expect_error(403);
+    assert!(r.text().contains("narrow-test's limit of 128 MiB"), "{r}");
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "narrow-test", "id": "pp-ok", "memory": "64MiB"})),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pp-ok", KEY_A, None)
+        .expect(204);
+    d.stop_and_check_clean();
+}

@@ -471,3 +471,106 @@ fn a_leftover_sandbox_directory_is_never_reused() {
     ok(&s.run(&["destroy", &id]), "destroy of a leftover");
     s.assert_clean();
 }
+
+/// A profile states the most a caller may have; a request may only narrow
+/// it (issue 14 item 1). python-dev's network is loopback, its limits 1 GiB,
+/// 2 CPUs, 512 pids: asking for more is refused with exit 2 and the rule
+/// named, before anything is made.
+#[test]
+fn a_request_cannot_loosen_its_profile() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    // A listener on the host's loopback: `--network host` would reach it.
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let connect = format!(
+        "import socket\ns=socket.socket(); s.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', {port})); print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+    );
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--network",
+        "host",
+        "--",
+        "python3",
+        "-c",
+        &connect,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(!stdout(&out).contains("CONNECTED"), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--network host")
+            && err.contains("python-dev")
+            && err.contains("a request may only narrow its profile"),
+        "{err}"
+    );
+    for (flag, value, named) in [
+        (
+            "--mode",
+            "direct",
+            "--mode direct: less isolated than the profile python-dev's mode sandbox",
+        ),
+        (
+            "--memory",
+            "4GiB",
+            "--memory 4 GiB: above the profile python-dev's limit of 1 GiB",
+        ),
+        ("--memory", "1TiB", "--memory 1 TiB"),
+        (
+            "--pids",
+            "100000",
+            "--pids 100000: above the profile python-dev's limit of 512",
+        ),
+        (
+            "--cpus",
+            "64",
+            "--cpus 64: above the profile python-dev's limit of 2",
+        ),
+    ] {
+        for verb in [
+            vec!["run", "--profile", "python-dev", flag, value, "--", "true"],
+            vec!["create", "--profile", "python-dev", flag, value, "loosen-1"],
+        ] {
+            let out = s.run(&verb);
+            assert_eq!(out.status.code(), Some(2), "{verb:?}: {}", describe(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(named) && err.contains("a request may only narrow its profile"),
+                "{verb:?}: {err}"
+            );
+        }
+    }
+    // Narrower than the profile still works, and is applied: 32 MiB stops
+    // a hog that python-dev's own 1 GiB would let through.
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--network",
+        "none",
+        "--memory",
+        "256MiB",
+        "--pids",
+        "64",
+        "--cpus",
+        "1",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--memory",
+        "32MiB",
+        "--",
+        "python3",
+        "-c",
+        "x = bytearray(200 << 20); print('ALLOCATED')",
+    ]);
+    assert!(!stdout(&out).contains("ALLOCATED"), "{}", describe(&out));
+    s.assert_clean();
+}

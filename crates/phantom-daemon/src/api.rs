@@ -16,6 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use phantom_policy::{
+    check_narrowing_raised, Narrowing, NarrowingError, NetworkMode, Profile, Raised,
+};
 use phantom_zygote::backend::{Backend, BackendError, Limits, Subprocess};
 use phantom_zygote::client::Lease;
 use phantom_zygote::files::{self, FileError};
@@ -54,6 +57,8 @@ pub struct Api {
     pub backend: Subprocess,
     pub max_output: usize,
     pub profile_dirs: Vec<PathBuf>,
+    /// What the operator lets keys have beyond their profiles.
+    pub raises: crate::config::Raises,
     /// Sandboxes made through the API, kept in `registry` too so a daemon
     /// restarted after `kill -9` removes them.
     pub owned: Mutex<BTreeMap<String, Owned>>,
@@ -92,6 +97,14 @@ impl From<BackendError> for ApiError {
             BackendError::Invalid(m) => bad(m),
             BackendError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
+    }
+}
+
+/// A request that would loosen its profile: the key is not allowed what
+/// it asked for (403), whatever else is right with the request.
+impl From<NarrowingError> for ApiError {
+    fn from(e: NarrowingError) -> Self {
+        ApiError(StatusCode::FORBIDDEN, e.to_string())
     }
 }
 
@@ -293,10 +306,11 @@ impl Api {
         }
     }
 
-    fn check_profile(&self, name: &str) -> ApiResult<()> {
+    /// The profile `name`, as the request's ceiling.
+    fn check_profile(&self, name: &str) -> ApiResult<Profile> {
         phantom_policy::Catalog::load(&self.profile_dirs)
             .get(name)
-            .map(|_| ())
+            .map(|e| e.profile.clone())
             .map_err(|e| bad(format!("profile: {e}")))
     }
 
@@ -383,10 +397,20 @@ struct RunReq {
 }
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
-/// profile's own).
-fn run_limits(r: &RunReq) -> ApiResult<Option<Value>> {
+/// profile's own); refused (403) above `profile`'s.
+fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Option<Value>> {
     let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
+    check_narrowing_raised(
+        profile,
+        &Narrowing {
+            mode: None,
+            network: None,
+            resources: res,
+        },
+        "",
+        raised,
+    )?;
     if res == Default::default() {
         return Ok(None);
     }
@@ -427,15 +451,19 @@ impl Drop for Active {
     }
 }
 
-async fn run(State(api): State<Arc<Api>>, body: Bytes) -> ApiResult<Json<RunOut>> {
+async fn run(
+    State(api): State<Arc<Api>>,
+    axum::Extension(key): axum::Extension<KeyId>,
+    body: Bytes,
+) -> ApiResult<Json<RunOut>> {
     let r: RunReq = parse(&body)?;
     if r.argv.is_empty() {
         return Err(bad("argv must name a program"));
     }
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
-    let resources = run_limits(&r)?;
-    api.check_profile(&r.profile)?;
+    let profile = api.check_profile(&r.profile)?;
+    let resources = run_limits(&r, &profile, &api.raises.for_key(&key.0))?;
     let _slot = api.runs.try_acquire().map_err(|_| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -592,7 +620,31 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let r: CreateReq = parse(&body)?;
-    api.check_profile(&r.profile)?;
+    let profile = api.check_profile(&r.profile)?;
+    // Checked here, typed, before anything is made: a request may only
+    // narrow its profile (403 otherwise). The CLI the backend runs checks
+    // again, but its refusal would come back as an exit status.
+    let network = r
+        .network
+        .as_deref()
+        .map(|n| {
+            NetworkMode::from_name(n)
+                .ok_or_else(|| bad(format!("network {n:?}: expected none, loopback or host")))
+        })
+        .transpose()?;
+    let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    let raised = api.raises.for_key(&key.0);
+    check_narrowing_raised(
+        &profile,
+        &Narrowing {
+            mode: None,
+            network,
+            resources,
+        },
+        "",
+        &raised,
+    )?;
     let id =
         r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
     phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;
@@ -607,6 +659,7 @@ async fn create(
         cpus: r.cpus,
         pids: r.pids,
         network: r.network,
+        raised,
     };
     let made = api.backend.create(&id, &r.profile, &limits).await?;
     let o = Owned {

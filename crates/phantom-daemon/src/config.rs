@@ -51,6 +51,16 @@ pub struct DaemonArgs {
     /// Extra directory of profile YAML files
     #[arg(long)]
     pub profile_path: Option<PathBuf>,
+    /// Let the API key KEYID (as the audit log names it, `key@line2`) ask
+    /// for `network: host` beyond its profile's (repeatable)
+    #[arg(long = "allow-host-network", value_name = "KEYID")]
+    pub allow_host_network: Vec<String>,
+    /// Let API requests ask for up to SIZE of memory beyond their profile's, e.g. 4GiB
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Let API requests ask for up to N pids beyond their profile's
+    #[arg(long, value_name = "N")]
+    pub max_pids: Option<i64>,
     /// Print the running daemon's pools and exit
     #[arg(long)]
     pub status: bool,
@@ -119,6 +129,10 @@ struct FileConfig {
     python_modules: Option<Vec<String>>,
     #[serde(default)]
     pools: Vec<PoolConfig>,
+    #[serde(default)]
+    allow_host_network: Vec<String>,
+    max_memory: Option<SizeValue>,
+    max_pids: Option<i64>,
 }
 
 /// Everything the daemon runs with.
@@ -136,6 +150,36 @@ pub struct Config {
     pub profile_path: Option<PathBuf>,
     pub python_modules: Vec<String>,
     pub pools: Vec<PoolConfig>,
+    /// What the operator lets API keys have beyond their profiles.
+    pub raises: Raises,
+}
+
+/// The operator's loosening of profiles for API requests: a request may
+/// only narrow its profile unless the daemon's configuration says so here
+/// (never the request itself).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Raises {
+    /// Key ids (`key@lineN`) that may ask for `network: host`.
+    pub host_network_keys: Vec<String>,
+    /// Bytes of memory any key may ask for, beyond its profile's.
+    pub max_memory: Option<u64>,
+    /// Pids any key may ask for, beyond its profile's.
+    pub max_pids: Option<i64>,
+}
+
+impl Raises {
+    /// The ceilings raised for `key`.
+    pub fn for_key(&self, key: &str) -> phantom_policy::Raised {
+        phantom_policy::Raised {
+            network: self
+                .host_network_keys
+                .iter()
+                .any(|k| k == key)
+                .then_some(phantom_policy::NetworkMode::Host),
+            memory: self.max_memory,
+            pids: self.max_pids,
+        }
+    }
 }
 
 /// `PROFILE=N` (a fixed size) or `PROFILE=MIN..MAX`.
@@ -286,7 +330,33 @@ impl Config {
                 bail!("--python-modules: {m:?} is not a module name");
             }
         }
+        let mut host_network_keys = f.allow_host_network.clone();
+        host_network_keys.extend(a.allow_host_network.iter().cloned());
+        for k in &host_network_keys {
+            // Key ids, not keys: a key itself never goes into a config file.
+            let line = k
+                .strip_prefix("key@line")
+                .and_then(|n| n.parse::<usize>().ok());
+            if line.is_none() {
+                bail!("--allow-host-network {k:?}: expected a key id such as key@line2 (the line of the key in --api-keys)");
+            }
+        }
+        let max_memory = match a.max_memory.clone().or(f.max_memory.map(SizeValue::text)) {
+            Some(s) => Some(crate::parse_size(&s).context("--max-memory")?),
+            None => None,
+        };
+        let max_pids = a.max_pids.or(f.max_pids);
+        if let Some(n) = max_pids {
+            if n < 1 {
+                bail!("--max-pids {n}: must be at least 1");
+            }
+        }
         Ok(Config {
+            raises: Raises {
+                host_network_keys,
+                max_memory,
+                max_pids,
+            },
             root: root.to_path_buf(),
             socket: phantom_zygote::socket_path(a.socket.as_deref().or(f.socket.as_deref())),
             listen,
@@ -316,6 +386,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_raises() {
+        let a = DaemonArgs {
+            allow_host_network: vec!["key@line3".into()],
+            max_memory: Some("4GiB".into()),
+            max_pids: Some(2048),
+            ..Default::default()
+        };
+        let c = Config::new(Path::new("/run/phantom-test"), &a).unwrap();
+        let r = c.raises.for_key("key@line3");
+        assert_eq!(r.network, Some(phantom_policy::NetworkMode::Host));
+        assert_eq!((r.memory, r.pids), (Some(4 << 30), Some(2048)));
+        assert_eq!(c.raises.for_key("key@line2").network, None);
+        let bad = DaemonArgs {
+            allow_host_network: vec!["phantom-secret-key".into()],
+            ..Default::default()
+        };
+        let e = Config::new(Path::new("/run/phantom-test"), &bad).unwrap_err();
+        assert!(e.to_string().contains("key id"), "{e}");
+        let bad = DaemonArgs {
+            max_pids: Some(0),
+            ..Default::default()
+        };
+        assert!(Config::new(Path::new("/run/phantom-test"), &bad).is_err());
+    }
 
     #[test]
     fn pool_flags() {

@@ -104,9 +104,11 @@ async fn serve(
                 root: Some(cfg.root.clone()),
                 max_output: cfg.max_output,
                 sandbox_dir: None,
+                profile_dirs: profile_dirs.clone(),
             },
             max_output: cfg.max_output,
             profile_dirs,
+            raises: cfg.raises.clone(),
             owned: Mutex::new(BTreeMap::new()),
             registry: registry_path(&cfg),
             draining: AtomicBool::new(false),
@@ -197,6 +199,7 @@ async fn remove_left_sandboxes(cfg: &Config) {
         root: Some(cfg.root.clone()),
         max_output: 0,
         sandbox_dir: None,
+        profile_dirs: Vec::new(),
     };
     let left: BTreeMap<String, api::Owned> = serde_json::from_str(&text).unwrap_or_default();
     if left.is_empty() {

@@ -108,6 +108,7 @@ fn shared_from(args: &McpArgs) -> Result<Arc<Shared>> {
         root: args.root.clone(),
         max_output,
         sandbox_dir: None,
+        profile_dirs: Vec::new(),
     };
     Ok(Shared::new(
         Arc::new(backend),

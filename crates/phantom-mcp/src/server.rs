@@ -367,6 +367,7 @@ fn lang_by_profile(p: &str) -> Option<&'static Lang> {
 }
 
 /// A tool failure the caller should read (`isError: true`).
+#[derive(Debug)]
 struct ToolError(String);
 
 impl From<String> for ToolError {
@@ -410,15 +411,15 @@ fn parse<T: DeserializeOwned>(
         .map_err(|e| ToolError(format!("{tool}: invalid arguments: {e}")))
 }
 
-fn check_profile(name: &str) -> Result<(), ToolError> {
+fn check_profile(name: &str) -> Result<phantom_policy::Profile, ToolError> {
     let catalog = phantom_policy::Catalog::load(&phantom_policy::Catalog::search_dirs(&[]));
     let known: Vec<String> = catalog
         .entries()
         .iter()
         .map(|e| e.profile.name.clone())
         .collect();
-    if catalog.get(name).is_ok() {
-        Ok(())
+    if let Ok(e) = catalog.get(name) {
+        Ok(e.profile.clone())
     } else {
         Err(ToolError(format!(
             "unknown profile {name:?}; known profiles: {}",
@@ -427,12 +428,16 @@ fn check_profile(name: &str) -> Result<(), ToolError> {
     }
 }
 
-fn check_limits(l: &LimitArgs) -> Result<Limits, ToolError> {
-    if let Some(n) = &l.network {
-        if !["none", "loopback", "host"].contains(&n.as_str()) {
-            return Err(format!("network {n:?}: expected none, loopback or host").into());
-        }
-    }
+/// The tool's limits, checked; a request may only narrow `profile`
+/// (phantom_policy::narrow), else a tool error naming the rule.
+fn check_limits(l: &LimitArgs, profile: &phantom_policy::Profile) -> Result<Limits, ToolError> {
+    let network = match &l.network {
+        Some(n) => Some(
+            phantom_policy::NetworkMode::from_name(n)
+                .ok_or_else(|| format!("network {n:?}: expected none, loopback or host"))?,
+        ),
+        None => None,
+    };
     if let Some(c) = l.cpus {
         if !(c > 0.0 && c.is_finite()) {
             return Err(format!("cpus {c}: must be a positive number").into());
@@ -450,11 +455,25 @@ fn check_limits(l: &LimitArgs) -> Result<Limits, ToolError> {
             return Err(format!("memory {m:?}: expected a size such as 512MiB").into());
         }
     }
+    // One parser for sizes, the one phantom's flags use.
+    let resources = phantom_zygote::limits::check(l.memory.as_deref(), l.cpus, l.pids, "")
+        .map_err(|e| ToolError(format!("{e:#}")))?;
+    phantom_policy::check_narrowing(
+        profile,
+        &phantom_policy::Narrowing {
+            mode: None,
+            network,
+            resources,
+        },
+        "",
+    )
+    .map_err(|e| ToolError(e.to_string()))?;
     Ok(Limits {
         memory: l.memory.clone(),
         cpus: l.cpus,
         pids: l.pids,
         network: l.network.clone(),
+        raised: Default::default(),
     })
 }
 
@@ -690,8 +709,8 @@ impl PhantomMcp {
                     .profile
                     .clone()
                     .unwrap_or_else(|| lang.profile.to_string());
-                check_profile(&profile)?;
-                let limits = check_limits(&a.limits)?;
+                let p = check_profile(&profile)?;
+                let limits = check_limits(&a.limits, &p)?;
                 let timeout = self.timeout(a.timeout_seconds)?;
                 if a.files.contains_key(lang.file) {
                     return Err(format!(
@@ -718,8 +737,8 @@ impl PhantomMcp {
             "run_command" => {
                 let a: RunCommandArgs = parse(name, args)?;
                 check_command(&a.command)?;
-                check_profile(&a.profile)?;
-                let limits = check_limits(&a.limits)?;
+                let p = check_profile(&a.profile)?;
+                let limits = check_limits(&a.limits, &p)?;
                 let timeout = self.timeout(a.timeout_seconds)?;
                 let files = a.files.into_iter().collect();
                 let extra = serde_json::json!({"profile": a.profile});
@@ -736,8 +755,8 @@ impl PhantomMcp {
             }
             "create_sandbox" => {
                 let a: CreateSandboxArgs = parse(name, args)?;
-                check_profile(&a.profile)?;
-                let limits = check_limits(&a.limits)?;
+                let p = check_profile(&a.profile)?;
+                let limits = check_limits(&a.limits, &p)?;
                 let permit = self.shared().acquire(&owner)?;
                 let id = format!("mcp-{}", crate::random_hex(6));
                 let info = self
@@ -1034,5 +1053,37 @@ impl ServerHandler for PhantomMcp {
             .into()),
             Err(e) => Err(McpError::resource_not_found(format!("{uri}: {e}"), None)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool's arguments may only narrow its profile (issue 14 item 1).
+    #[test]
+    fn limits_may_only_narrow_the_profile() {
+        let p = check_profile("python-dev").unwrap();
+        let args = |network: Option<&str>, memory: Option<&str>, pids: Option<i64>| LimitArgs {
+            memory: memory.map(str::to_string),
+            cpus: None,
+            pids,
+            network: network.map(str::to_string),
+        };
+        let e = check_limits(&args(Some("host"), None, None), &p).unwrap_err();
+        assert!(
+            e.0.contains("network host") && e.0.contains("a request may only narrow its profile"),
+            "{}",
+            e.0
+        );
+        let e = check_limits(&args(None, Some("4GiB"), None), &p).unwrap_err();
+        assert!(
+            e.0.starts_with("memory 4 GiB: above the profile python-dev's"),
+            "{}",
+            e.0
+        );
+        assert!(check_limits(&args(None, None, Some(100_000)), &p).is_err());
+        let ok = check_limits(&args(Some("none"), Some("256MiB"), Some(64)), &p).unwrap();
+        assert_eq!(ok.memory.as_deref(), Some("256MiB"));
     }
 }

@@ -9,11 +9,13 @@
 //! - [`landlock`]: compiled Landlock rules and [`landlock::apply`].
 //! - [`policy`]: a profile compiled into everything the runtime applies
 //!   ([`CompiledPolicy`]).
+//! - [`narrow`]: a request may only narrow its profile ([`check_narrowing`]).
 //! - [`oci`]: a profile turned into a config.json ([`to_oci_spec`]) and the annotation
 //!   contract with the runtime.
 
 pub mod cache;
 pub mod landlock;
+pub mod narrow;
 pub mod oci;
 pub mod policy;
 pub mod profile;
@@ -21,6 +23,9 @@ pub mod seccomp;
 
 pub use cache::{CacheKey, CacheOutcome, PolicyCache};
 pub use landlock::{LandlockError, LandlockRules, LandlockStatus};
+pub use narrow::{
+    check_narrowing, check_narrowing_raised, Loosened, Narrowing, NarrowingError, Raised,
+};
 pub use oci::{to_oci_spec, SandboxOptions};
 pub use policy::{compile_profile, CompiledPolicy};
 pub use profile::{Catalog, Mode, NetworkMode, Profile, ProfileError};

@@ -42,11 +42,23 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
     pub network: Option<String>,
+    /// The operator's ceilings for the key asking (checked by the caller;
+    /// passed on so that phantom's own check agrees).
+    pub raised: phantom_policy::Raised,
 }
 
 impl Limits {
     fn args(&self) -> Vec<String> {
         let mut a = Vec::new();
+        if let Some(n) = self.raised.network {
+            a.extend(["--raise-network".into(), n.name().to_string()]);
+        }
+        if let Some(m) = self.raised.memory {
+            a.extend(["--raise-memory".into(), m.to_string()]);
+        }
+        if let Some(p) = self.raised.pids {
+            a.extend(["--raise-pids".into(), p.to_string()]);
+        }
         if let Some(m) = &self.memory {
             a.extend(["--memory".into(), m.clone()]);
         }
@@ -159,6 +171,10 @@ pub struct Subprocess {
     /// Where sandboxes' workspaces are made (default $PHANTOM_SANDBOX_DIR
     /// or /var/lib/phantom/sandboxes); scratch files go in `.mcp` there.
     pub sandbox_dir: Option<PathBuf>,
+    /// The caller's profile directories (the daemon's --profile-path):
+    /// phantom must make the sandbox from the very profile the caller
+    /// checked the request against, so it gets them too.
+    pub profile_dirs: Vec<PathBuf>,
 }
 
 impl Subprocess {
@@ -166,6 +182,13 @@ impl Subprocess {
         let mut c = Command::new(&self.bin);
         if let Some(r) = &self.root {
             c.arg("--root").arg(r);
+        }
+        // The environment rather than --profile-path: that flag would keep
+        // `phantom run` off the warm path, which the variable does not.
+        if !self.profile_dirs.is_empty() {
+            if let Ok(v) = std::env::join_paths(&self.profile_dirs) {
+                c.env(phantom_policy::profile::PROFILE_PATH_ENV, v);
+            }
         }
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -119,6 +119,17 @@ pub struct SandboxArgs {
     /// (unlike --workspace, this works on the warm path too)
     #[arg(long, conflicts_with = "workspace")]
     pub copy_in: Option<std::path::PathBuf>,
+    /// The daemon's operator ceilings for the key it serves
+    /// (`phantom daemon --allow-host-network`, `--max-memory`, `--max-pids`):
+    /// --network, --memory, --pids may go up to them beyond the profile's.
+    /// Hidden: the daemon passes them after its own check; a local caller
+    /// who runs phantom is the host's operator already.
+    #[arg(long, hide = true)]
+    pub raise_network: Option<String>,
+    #[arg(long, hide = true)]
+    pub raise_memory: Option<u64>,
+    #[arg(long, hide = true)]
+    pub raise_pids: Option<i64>,
 }
 
 /// One zygote serving one request (started by the daemon)

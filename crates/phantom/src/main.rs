@@ -42,6 +42,10 @@ fn main() {
     }
 }
 
+/// Exit status of a request that would loosen its profile
+/// (`phantom_policy::NarrowingError`): clap's status for a usage error.
+const EXIT_LOOSENS_PROFILE: i32 = 2;
+
 /// What decides the exit status of a failed command.
 enum Verb {
     /// runc 1.1 exits 255 when `exec` fails (`fatalWithCode(..., 255)`),
@@ -69,7 +73,13 @@ impl Verb {
                 Some(phantom_runtime::Error::AlreadyExists(_))
             )
         });
+        // A request that would loosen its profile is refused like a usage
+        // error (clap's 2), whichever verb made it: told by the type.
+        let loosens = e
+            .chain()
+            .any(|c| c.downcast_ref::<phantom_policy::NarrowingError>().is_some());
         match self {
+            _ if loosens => EXIT_LOOSENS_PROFILE,
             Verb::Exec => 255,
             Verb::SandboxCreate if exists => phantom_zygote::backend::EXIT_ALREADY_EXISTS,
             _ => 1,

@@ -77,10 +77,13 @@ pub fn prepare(
         .map_err(|e| anyhow!("--profile: {e}"))?
         .profile
         .clone();
-    if let Some(m) = &args.mode {
-        profile.mode = Mode::from_name(m)
-            .ok_or_else(|| anyhow!("--mode {m:?}: expected direct, sandbox or hardened"))?;
-    }
+    let mode = match &args.mode {
+        Some(m) => Some(
+            Mode::from_name(m)
+                .ok_or_else(|| anyhow!("--mode {m:?}: expected direct, sandbox or hardened"))?,
+        ),
+        None => None,
+    };
     let network = match &args.network {
         Some(n) => Some(
             NetworkMode::from_name(n)
@@ -89,6 +92,12 @@ pub fn prepare(
         None => None,
     };
     let limits = limits(args)?;
+    // Checked against the profile as its file states it, before anything
+    // of the request touches it.
+    narrowed(&profile, mode, network, &limits, &raised(args)?)?;
+    if let Some(m) = mode {
+        profile.mode = m;
+    }
     profile.resources.memory = limits.memory.or(profile.resources.memory);
     profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
     profile.resources.pids = limits.pids.or(profile.resources.pids);
@@ -172,6 +181,42 @@ fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
     }
 }
 
+/// The profile's ceilings: `network` and `limits` may only narrow
+/// `profile` (phantom_policy::narrow). The typed error makes the exit
+/// status 2 (main.rs), whatever the text.
+fn narrowed(
+    profile: &phantom_policy::Profile,
+    mode: Option<Mode>,
+    network: Option<NetworkMode>,
+    limits: &phantom_policy::profile::Resources,
+    raised: &phantom_policy::Raised,
+) -> Result<()> {
+    let asked = phantom_policy::Narrowing {
+        mode,
+        network,
+        resources: *limits,
+    };
+    phantom_policy::check_narrowing_raised(profile, &asked, "--", raised)?;
+    Ok(())
+}
+
+/// The hidden `--raise-*` flags the daemon passes for a key its operator
+/// let exceed the profile.
+fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
+    let network = match &args.raise_network {
+        Some(n) => Some(
+            NetworkMode::from_name(n)
+                .ok_or_else(|| anyhow!("--raise-network {n:?}: expected none, loopback or host"))?,
+        ),
+        None => None,
+    };
+    Ok(phantom_policy::Raised {
+        network,
+        memory: args.raise_memory,
+        pids: args.raise_pids,
+    })
+}
+
 /// `--memory`, `--cpus` and `--pids`, checked.
 fn limits(args: &SandboxArgs) -> Result<phantom_policy::profile::Resources> {
     phantom_zygote::limits::check(args.memory.as_deref(), args.cpus, args.pids, "--")
@@ -219,6 +264,17 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         let copy_in: Option<&phantom_zygote::client::CopyIn<'_>> =
             s.copy_in.as_ref().map(|_| &copy as _);
         let limits = limits(s)?;
+        if limits != Default::default() {
+            // The warm path sends the limits to the daemon as they are:
+            // check them against the profile here first, as prepare()
+            // does on the cold path. Only then: the catalog costs a load
+            // the common request (no limits) does not pay.
+            let catalog = Catalog::load(&Catalog::search_dirs(&[]));
+            let p = catalog
+                .get(profile)
+                .map_err(|e| anyhow!("--profile: {e}"))?;
+            narrowed(&p.profile, None, None, &limits, &raised(s)?)?;
+        }
         let resources = (limits != Default::default()).then(|| {
             serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))
                 .expect("resources serialise")

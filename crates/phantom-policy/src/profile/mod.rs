@@ -202,8 +202,10 @@ pub struct Resources {
     pub shm: Option<u64>,
 }
 
-/// `network.mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// `network.mode`. Ordered by how much network it gives (none < loopback <
+/// host): a request may only go down from its profile's (`narrow`), so keep
+/// the variants in that order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum NetworkMode {
     /// A network namespace with nothing in it.
     #[default]

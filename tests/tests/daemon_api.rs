@@ -2136,3 +2136,200 @@ fn a_profile_path_profile_is_the_ceiling() {
         .expect(204);
     d.stop_and_check_clean();
 }
+
+// ---------------------------------------------------------------------------
+// Requests on a connection the test controls (keep-alive, hang-ups).
+// ---------------------------------------------------------------------------
+
+/// Writes one HTTP/1.1 request (keep-alive unless `close`) with a JSON body.
+fn write_request(
+    s: &mut TcpStream,
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+    close: bool,
+) -> std::io::Result<()> {
+    let conn = if close { "close" } else { "keep-alive" };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: {conn}\r\n\
+         X-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+}
+
+/// Reads exactly one response (Content-Length framed, as the daemon's JSON
+/// answers are) off a connection that stays open: its status, and whether
+/// it says `Connection: close`.
+fn read_one_response(s: &mut TcpStream) -> Result<(u16, bool), String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => return Err(format!("connection closed after {} bytes", buf.len())),
+            Ok(_) => buf.push(byte[0]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .ok_or_else(|| format!("no content-length in {head:?}"))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)
+        .map_err(|e| format!("read body: {e}"))?;
+    let close = headers
+        .iter()
+        .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+    Ok((status, close))
+}
+
+/// On one keep-alive connection, a refusal the daemon answers without
+/// reading the body (429, 401) is followed by a second request: it gets a
+/// proper answer, or the refusal said `Connection: close` (issue 14 item 6).
+#[test]
+fn keep_alive_survives_429_and_401_with_a_body() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--rate-limit", "1"]) else {
+        return;
+    };
+    let port = d.port;
+    // A body big enough that it is not all read with the head.
+    let body =
+        json!({"profile": "python-dev", "argv": ["true"], "pad": "x".repeat(200_000)}).to_string();
+    for (what, key, status) in [("429", KEY_A, 429), ("401", KEY_WRONG, 401)] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        s.set_write_timeout(Some(Duration::from_secs(20))).ok();
+        if status == 429 {
+            // Spend key A's one token so the request on this connection is refused.
+            let _ = try_request(port, "GET", "/v1/pools", Auth::Header(KEY_A), None);
+        }
+        // The server may answer before reading all of it and stop reading.
+        let _ = write_request(&mut s, port, "POST", "/v1/run", key, &body, false);
+        let (got, says_close) = read_one_response(&mut s)
+            .unwrap_or_else(|e| panic!("{what}: first response: {e}\n{}", d.stderr()));
+        assert_eq!(got, status, "{what}: first request");
+        if says_close {
+            continue;
+        }
+        // It promised keep-alive: the next request on it must be answered.
+        std::thread::sleep(Duration::from_millis(1100));
+        let second = write_request(&mut s, port, "GET", "/v1/pools", KEY_B, "", false)
+            .map_err(|e| format!("write: {e}"))
+            .and_then(|()| read_one_response(&mut s));
+        match second {
+            Ok((code, _)) => assert_eq!(code, 200, "{what}: second request on the connection"),
+            Err(e) => panic!(
+                "{what} without Connection: close, then the next request on the \
+                 connection got no answer: {e}"
+            ),
+        }
+    }
+    d.stop_and_check_clean();
+}
+
+/// A client that hangs up mid-request (a run, an exec of `sleep 5`) is
+/// accounted for: an audit line marked as a disconnect, the in-flight gauge
+/// back down, no exec pid file left, and SIGTERM ends the daemon at once,
+/// not after the 30 s drain timeout (issue 14 item 5).
+#[test]
+fn a_client_that_hangs_up_is_accounted_for() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--pool", "python-dev=1", "--drain-timeout", "30"]) else {
+        return;
+    };
+    d.wait_ready("python-dev", 1);
+    let port = d.port;
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev"})),
+    );
+    r.expect(201);
+    let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let hang_up = |path: &str, body: Value| {
+        let body = body.to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write_request(&mut s, port, "POST", path, KEY_A, &body, true).unwrap();
+        // Long enough for the program to be running.
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(s);
+    };
+    hang_up(
+        "/v1/run",
+        json!({"profile": "python-dev", "argv": ["sleep", "5"]}),
+    );
+    let exec_path = format!("/v1/sandboxes/{id}/exec");
+    hang_up(&exec_path, json!({"argv": ["sleep", "5"]}));
+    for path in ["/v1/run", exec_path.as_str()] {
+        let l = d.audit_line(&format!("POST {path} hung up"), |l| {
+            l["path"] == path && l["method"] == "POST"
+        });
+        assert_eq!(
+            (&l["status"], &l["disconnected"]),
+            (&json!(499), &json!(true)),
+            "audit line of a hung-up POST {path}: {l}"
+        );
+    }
+    // No pid file of the cancelled exec in the daemon's scratch directory.
+    let scratch = d.sandboxes().join(".mcp");
+    let pid_files = || {
+        fs::read_dir(&scratch)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".pid"))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(5), || pid_files().is_empty());
+    assert!(
+        pid_files().is_empty(),
+        "a cancelled exec left pid files: {:?}",
+        pid_files()
+    );
+    // The gauge counts this GET /metrics itself, and nothing else.
+    let r = d.call("GET", "/metrics", KEY_B, None);
+    r.expect(200);
+    let m = parse_metrics(&r.text()).unwrap_or_else(|e| panic!("/metrics: {e}\n{r}"));
+    let inflight: Vec<f64> = m
+        .samples("phantom_requests_in_flight", "")
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(
+        inflight,
+        vec![1.0],
+        "phantom_requests_in_flight (this request only) after two hang-ups\n{r}"
+    );
+    let t0 = Instant::now();
+    d.sigterm();
+    let exited = wait_until(Duration::from_secs(15), || {
+        d.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    });
+    let took = t0.elapsed();
+    assert!(
+        exited && took < Duration::from_secs(10),
+        "after two hung-up requests the daemon took {took:?} (exited: {exited}) to stop on \
+         SIGTERM with --drain-timeout 30\n--- stderr ---\n{}",
+        d.stderr()
+    );
+    d.stop_and_check_clean();
+}

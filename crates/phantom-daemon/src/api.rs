@@ -153,11 +153,117 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
         .then(|| rest.trim().to_string())
 }
 
+/// Status the audit log and the metrics give a request whose client hung
+/// up before the answer (nginx's "client closed request"): never sent.
+const DISCONNECTED: u16 = 499;
+
+/// One request's accounting: the in-flight count, the metrics and the
+/// audit line. It runs on drop because hyper drops the request's future
+/// when the client disconnects; code after an `.await` in the guard would
+/// then never run, leaving the count up (every later drain waiting its
+/// full timeout) and the request without an audit line.
+struct Accounting {
+    api: Arc<Api>,
+    t0: Instant,
+    method: String,
+    path: String,
+    endpoint: String,
+    key: Option<KeyId>,
+    /// Counted in `inflight` (past auth, rate limit and draining).
+    counted: bool,
+    /// The status answered; None until the response is ready, so a drop
+    /// before it is a disconnect.
+    status: Option<u16>,
+}
+
+impl Accounting {
+    fn count_in(&mut self) {
+        self.api.inflight.fetch_add(1, Ordering::SeqCst);
+        self.api.metrics.requests_in_flight.inc();
+        self.counted = true;
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        let api = &self.api;
+        if self.counted {
+            api.inflight.fetch_sub(1, Ordering::SeqCst);
+            api.metrics.requests_in_flight.dec();
+        }
+        let disconnected = self.status.is_none();
+        let code = self.status.unwrap_or(DISCONNECTED);
+        api.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint: self.endpoint.clone(),
+                code: code.to_string(),
+            })
+            .inc();
+        if code >= 400 {
+            api.metrics
+                .request_errors
+                .get_or_create(&EndpointLabels {
+                    endpoint: self.endpoint.clone(),
+                })
+                .inc();
+        }
+        let mut entry = json!({
+            "time": crate::audit::now_rfc3339(),
+            "key": self.key.as_ref().map(|k| k.0.clone()),
+            "method": self.method,
+            "path": self.path,
+            "status": code,
+            "duration_ms": self.t0.elapsed().as_millis() as u64,
+        });
+        if disconnected {
+            entry["disconnected"] = json!(true);
+        }
+        if let Some(id) = self
+            .path
+            .strip_prefix("/v1/sandboxes/")
+            .and_then(|r| r.split('/').next())
+            .filter(|s| !s.is_empty())
+        {
+            entry["sandbox"] = json!(id);
+        }
+        api.audit.record(&entry);
+    }
+}
+
+/// Whether the request carries a body (hyper's framing: a non-zero
+/// Content-Length, or Transfer-Encoding).
+fn has_body(h: &HeaderMap) -> bool {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match h.get(header::CONTENT_LENGTH) {
+        // An unparsable length is hyper's to refuse; assume a body.
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none_or(|n| n > 0),
+        None => false,
+    }
+}
+
+/// A refusal answered before the body is read. hyper then cannot reuse the
+/// connection (the unread body is still on it) and closes it, but says
+/// nothing, so a keep-alive client writes its next request into a closed
+/// socket (EPIPE). Saying `Connection: close` lets it reconnect instead;
+/// reading the body would let anyone without a key make us read 16 MiB.
+fn refuse_unread(mut r: Response, with_body: bool) -> Response {
+    if with_body {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
 /// Auth, rate limit, draining, metrics and the audit line, around every
 /// request.
 async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
-    let t0 = Instant::now();
-    let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let endpoint = req
         .extensions()
@@ -166,15 +272,29 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
         .unwrap_or_else(|| endpoint_of(&path));
     let key = presented_key(req.headers())
         .and_then(|k| phantom_zygote::keys::find(&api.keys, &k).cloned());
+    let with_body = has_body(req.headers());
+    let mut acct = Accounting {
+        api: Arc::clone(&api),
+        t0: Instant::now(),
+        method: req.method().to_string(),
+        path: path.clone(),
+        endpoint,
+        key: key.clone(),
+        counted: false,
+        status: None,
+    };
     let resp = if path == "/health" {
         next.run(req).await
     } else if let Some(k) = &key {
         if api.draining.load(Ordering::SeqCst) {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the daemon is stopping".into(),
+            refuse_unread(
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the daemon is stopping".into(),
+                )
+                .into_response(),
+                with_body,
             )
-            .into_response()
         } else if let Err(wait) = api.limit.check(&k.0) {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             let mut r = ApiError(
@@ -187,13 +307,11 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
             .into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            r
+            refuse_unread(r, with_body)
         } else {
             req.extensions_mut().insert(k.clone());
-            api.inflight.fetch_add(1, Ordering::SeqCst);
-            let r = next.run(req).await;
-            api.inflight.fetch_sub(1, Ordering::SeqCst);
-            r
+            acct.count_in();
+            next.run(req).await
         }
     } else {
         let mut r = ApiError(
@@ -205,7 +323,7 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"phantom\""),
         );
-        r
+        refuse_unread(r, with_body)
     };
     // axum's own rejections (e.g. the body limit) are plain text: every
     // error of this API is JSON.
@@ -227,36 +345,7 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
     } else {
         resp
     };
-    let code = resp.status().as_u16();
-    api.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            endpoint: endpoint.clone(),
-            code: code.to_string(),
-        })
-        .inc();
-    if code >= 400 {
-        api.metrics
-            .request_errors
-            .get_or_create(&EndpointLabels { endpoint })
-            .inc();
-    }
-    let mut entry = json!({
-        "time": crate::audit::now_rfc3339(),
-        "key": key.map(|k| k.0),
-        "method": method,
-        "path": path,
-        "status": code,
-        "duration_ms": t0.elapsed().as_millis() as u64,
-    });
-    if let Some(id) = path
-        .strip_prefix("/v1/sandboxes/")
-        .and_then(|r| r.split('/').next())
-        .filter(|s| !s.is_empty())
-    {
-        entry["sandbox"] = json!(id);
-    }
-    api.audit.record(&entry);
+    acct.status = Some(resp.status().as_u16());
     resp
 }
 

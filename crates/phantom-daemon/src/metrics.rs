@@ -60,6 +60,9 @@ pub struct Metrics {
     pub policy_compile: HistogramFamily<ProfileLabels>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_errors: Family<EndpointLabels, Counter>,
+    /// Requests past auth and rate limit and not yet ended (answered or
+    /// disconnected): what a drain waits for.
+    pub requests_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,6 +125,12 @@ impl Metrics {
             "API requests that ended in an error status (4xx, 5xx)",
             request_errors.clone(),
         );
+        let requests_in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "API requests being served (a client that hangs up ends its request)",
+            requests_in_flight.clone(),
+        );
         Metrics {
             registry,
             spawn,
@@ -133,6 +142,7 @@ impl Metrics {
             policy_compile,
             requests,
             request_errors,
+            requests_in_flight,
         }
     }
 

@@ -416,7 +416,26 @@ impl Drop for KillGuard {
             return;
         }
         self.first_blow();
-        if self.pid_file.is_none() {
+        if let Some(pf) = self.pid_file.take() {
+            // The exec's own cleanup (after `supervise` returns) never runs
+            // when the request's future is dropped: remove the pid file
+            // here, once now and once more after phantom is gone, in case
+            // it wrote the file after our SIGTERM.
+            let _ = std::fs::remove_file(&pf);
+            let pid = self.pid;
+            std::thread::spawn(move || {
+                for _ in 0..30 {
+                    let alive = pid.and_then(|p| i32::try_from(p).ok()).is_some_and(|p| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+                    });
+                    if !alive {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = std::fs::remove_file(&pf);
+            });
+        } else {
             let k = self.backend.clone();
             let id = self.id.clone();
             let pid = self.pid;

@@ -69,7 +69,9 @@ impl Verb {
                 Some(phantom_runtime::Error::AlreadyExists(_))
             )
         });
+        let refused = e.chain().any(|c| c.is::<sandbox_cmd::WorkspaceSizeError>());
         match self {
+            _ if refused => 2,
             Verb::Exec => 255,
             Verb::SandboxCreate if exists => phantom_zygote::backend::EXIT_ALREADY_EXISTS,
             _ => 1,

@@ -360,6 +360,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_workspace_limit_is_a_tmpfs_of_that_size_and_is_detached() {
+        use crate::sys::{Call, RecordingSys};
+        let sys = RecordingSys::default();
+        let ws = Path::new("/sbx/box/workspace");
+        limit_workspace(&sys, ws, 8 << 20).unwrap();
+        unlimit_workspace(&sys, ws).unwrap();
+        // SAFETY: getuid and getgid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::Mount {
+                    source: Some("tmpfs".into()),
+                    target: ws.into(),
+                    fstype: Some("tmpfs".into()),
+                    flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    data: Some(format!("size=8388608,mode=0755,uid={uid},gid={gid}")),
+                },
+                // Detached, never through a symlink.
+                Call::Umount(ws.into(), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW),
+            ]
+        );
+    }
+
+    #[test]
     fn one_reservation_wins_and_leftovers_are_taken_over() {
         let tmp = tempfile::tempdir().unwrap();
         let base = tmp.path().join("sandboxes");

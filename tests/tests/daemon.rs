@@ -24,6 +24,11 @@ impl Daemon {
             .env("PHANTOM_DAEMON_SOCKET", self.socket())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // A test's own profiles, for the daemon and its clients alike.
+        let profiles = self.dir.path().join("profiles");
+        if profiles.is_dir() {
+            c.env("PHANTOM_PROFILE_PATH", profiles);
+        }
         c
     }
 
@@ -46,13 +51,19 @@ impl Daemon {
     /// A daemon with these flags, once pool `key` (of `--status`) has one
     /// zygote ready.
     fn start_with(flags: &[&str], key: &str) -> Option<Daemon> {
+        Self::start_in(tempfile::tempdir().unwrap(), flags, key)
+    }
+
+    /// As [`Daemon::start_with`], in `dir` (its `profiles/`, if any, is
+    /// the profile path).
+    fn start_in(dir: tempfile::TempDir, flags: &[&str], key: &str) -> Option<Daemon> {
         if !runtime_binary().ends_with("phantom") {
             eprintln!("skipped: the daemon is phantom's");
             return None;
         }
         let mut d = Daemon {
             rt: Runtime::new(),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             child: None,
         };
         let mut args = vec!["daemon"];
@@ -547,4 +558,47 @@ fn limits_of_a_request_apply_to_its_warm_zygote() {
     assert!(wait_until(Duration::from_secs(20), || d.ready() >= 1));
     let out = d.run(&["run", "--profile", "python-dev", "--", "python3", "-c", hog]);
     assert_eq!(stdout(&out), "alive\n", "{}", describe(&out));
+}
+
+/// Issue 14 item 7, warm: a pooled zygote of a profile with
+/// resources.workspace has a size-limited workspace too, and the client's
+/// --copy-in lands in it (not in the directory underneath, on disk).
+#[test]
+fn a_warm_workspace_keeps_its_size_limit_and_copy_in() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", "profile: ws-warm", 1)
+        .replacen("shm: 64MiB }", "shm: 64MiB, workspace: 8MiB }", 1);
+    assert!(
+        text.contains("workspace: 8MiB"),
+        "python-dev.yaml changed shape"
+    );
+    std::fs::write(profiles.join("ws-warm.yaml"), text).unwrap();
+    let Some(d) = Daemon::start_in(dir, &["--pool", "ws-warm=1"], "ws-warm") else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("f.txt"), "copied\n").unwrap();
+    let out = d.run(&[
+        "--debug",
+        "run",
+        "--profile",
+        "ws-warm",
+        "--copy-in",
+        &files.path().display().to_string(),
+        "--",
+        "sh",
+        "-c",
+        "cat /workspace/f.txt; dd if=/dev/zero of=/workspace/big bs=1M count=64",
+    ]);
+    assert!(stderr(&out).contains("warm path"), "{}", describe(&out));
+    assert!(stdout(&out).starts_with("copied\n"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        describe(&out)
+    );
 }

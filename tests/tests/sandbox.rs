@@ -574,3 +574,206 @@ fn a_request_cannot_loosen_its_profile() {
     assert!(!stdout(&out).contains("ALLOCATED"), "{}", describe(&out));
     s.assert_clean();
 }
+
+/// Bytes in the regular files under `dir` as the test (on the host, in its
+/// own mount namespace) sees them.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// python-dev as a user profile named `name` whose workspace holds at most
+/// `workspace` (resources.workspace); returns the --profile-path dir.
+fn profile_with_workspace(s: &Sbx, name: &str, workspace: &str) -> String {
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", &format!("profile: {name}"), 1)
+        .replacen(
+            "shm: 64MiB }",
+            &format!("shm: 64MiB, workspace: {workspace} }}"),
+            1,
+        );
+    assert!(
+        text.contains("workspace: "),
+        "python-dev.yaml changed shape"
+    );
+    let dir = s.dir.path().join("profiles");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+    dir.display().to_string()
+}
+
+/// Issue 14 item 7: a sandbox filled the host's disk through /workspace.
+/// With --workspace-size the fresh workspace is a tmpfs of that size: a
+/// write past it fails with ENOSPC inside, and nothing lands on the host.
+#[test]
+fn workspace_size_stops_a_write_past_it() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let id = s.rt.id("wsq");
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace-size",
+        "8MiB",
+        "--keep",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/workspace/big bs=1M count=64; echo dd=$?; \
+         echo size=$(stat -c %s /workspace/big)",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        describe(&out)
+    );
+    assert!(text.contains("dd=1"), "{}", describe(&out));
+    let size: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("size="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size <= 8 << 20, "wrote {size} bytes");
+    // The kept sandbox's directory on the host holds no more than the limit.
+    let held = bytes_under(&s.dir.path().join("sandboxes"));
+    assert!(held <= 8 << 20, "the host holds {held} bytes");
+    let out = s.run(&["destroy", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    s.assert_clean();
+
+    // Under the limit: written and read back; nothing left after the run.
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace-size",
+        "8MiB",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/workspace/f bs=1M count=4 2>/dev/null && stat -c %s /workspace/f",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(stdout(&out), format!("{}\n", 4 << 20));
+    s.assert_clean();
+}
+
+/// A profile's resources.workspace applies without the flag (also to a
+/// persistent sandbox, across exec calls), and the flag may only narrow it.
+#[test]
+fn profile_workspace_limit_applies_and_only_narrows() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let path = profile_with_workspace(&s, "ws-quota", "8MiB");
+    let out = s.run(&[
+        "run",
+        "--profile-path",
+        &path,
+        "--profile",
+        "ws-quota",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/workspace/big bs=1M count=64",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        describe(&out)
+    );
+    s.assert_clean();
+
+    // Above the profile's: refused (exit 2), naming the rule; nothing made.
+    let out = s.run(&[
+        "run",
+        "--profile-path",
+        &path,
+        "--profile",
+        "ws-quota",
+        "--workspace-size",
+        "1GiB",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--workspace-size 1 GiB") && err.contains("resources.workspace (8 MiB)"),
+        "{err}"
+    );
+    s.assert_clean();
+
+    // Narrower: the flag's limit holds, in a persistent sandbox's exec too.
+    let id = s.rt.id("wsq-box");
+    let out = s.run(&[
+        "create",
+        "--profile-path",
+        &path,
+        "--profile",
+        "ws-quota",
+        "--workspace-size",
+        "2MiB",
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = s.run(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /workspace/f; dd if=/dev/zero of=/workspace/big bs=1M count=4",
+    ]);
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        describe(&out)
+    );
+    let out = s.run(&["exec", &id, "--", "cat", "/workspace/f"]);
+    assert_eq!(stdout(&out), "kept\n", "{}", describe(&out));
+    let out = s.run(&["destroy", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    s.assert_clean();
+}
+
+/// A caller's own directory cannot be limited by a mount option: the two
+/// flags together are refused (exit 2) rather than silently unlimited.
+#[test]
+fn workspace_size_with_a_caller_workspace_is_refused() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let ws = tempfile::tempdir().unwrap();
+    let out = s.run(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--workspace",
+        &ws.path().display().to_string(),
+        "--workspace-size",
+        "8MiB",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // The conflict is named (not merely an unknown flag).
+    assert!(
+        stderr(&out).contains("cannot be used with") && stderr(&out).contains("'--workspace-size"),
+        "{}",
+        describe(&out)
+    );
+    s.assert_clean();
+}

@@ -330,6 +330,7 @@ mod tests {
             pids: Some(64),
             tmp: Some(16 << 20),
             shm: Some(4 << 20),
+            workspace: None,
         };
         let ok = Resources {
             memory: Some(512 << 20),
@@ -337,6 +338,7 @@ mod tests {
             pids: Some(1),
             tmp: Some(1 << 20),
             shm: Some(4 << 20),
+            workspace: None,
         };
         assert!(check_narrowing(&p, &res(ok), "--").is_ok());
         assert!(check_narrowing(&p, &Narrowing::default(), "--").is_ok());
@@ -454,6 +456,7 @@ mod tests {
             pids: Some(100_000),
             tmp: None,
             shm: None,
+            workspace: None,
         };
         assert!(check_narrowing(&p, &res(big), "--").is_ok());
     }

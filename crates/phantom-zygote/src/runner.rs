@@ -136,6 +136,7 @@ pub fn serve(
         .get(sandbox::WORKSPACE)
         .cloned()
         .unwrap_or_default();
+    let workspace = reachable_workspace(workspace);
     let res = match kind {
         Kind::Plain => serve_plain(store, &z, socket, sfd, &workspace),
         Kind::Python { modules } => serve_python(store, &z, socket, sfd, modules),
@@ -146,6 +147,22 @@ pub fn serve(
     cleanup(store, &p.id);
     let _ = std::fs::remove_file(socket);
     res
+}
+
+/// A size-limited workspace (`resources.workspace`) is a tmpfs mounted in
+/// this runner's mount namespace, which the CVE-2019-5736 guard may have
+/// made private: a client copying files in through the plain host path
+/// would write to the directory underneath, on disk, unseen by the
+/// sandbox. Through `/proc/<runner>/root` the path resolves in our
+/// namespace, where the tmpfs is, for as long as the runner serves.
+fn reachable_workspace(ws: String) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let p = Path::new(&ws);
+    let dev = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.dev()).ok();
+    match (dev(p), p.parent().and_then(dev)) {
+        (Some(a), Some(b)) if a != b => format!("/proc/{}/root{ws}", std::process::id()),
+        _ => ws,
+    }
 }
 
 fn announce(workspace: &str) -> Result<()> {

@@ -105,6 +105,11 @@ pub struct SandboxArgs {
     /// Maximum number of processes
     #[arg(long)]
     pub pids: Option<i64>,
+    /// Most bytes the fresh workspace may hold, e.g. 256MiB (at most the
+    /// profile's resources.workspace); a caller's --workspace directory
+    /// cannot be limited
+    #[arg(long, conflicts_with = "workspace")]
+    pub workspace_size: Option<String>,
     /// Environment variable K=V for the command (repeatable)
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,

@@ -75,9 +75,10 @@ impl Verb {
         });
         // A request that would loosen its profile is refused like a usage
         // error (clap's 2), whichever verb made it: told by the type.
-        let loosens = e
-            .chain()
-            .any(|c| c.downcast_ref::<phantom_policy::NarrowingError>().is_some());
+        let loosens = e.chain().any(|c| {
+            c.downcast_ref::<phantom_policy::NarrowingError>().is_some()
+                || c.is::<sandbox_cmd::WorkspaceSizeError>()
+        });
         match self {
             _ if loosens => EXIT_LOOSENS_PROFILE,
             Verb::Exec => 255,

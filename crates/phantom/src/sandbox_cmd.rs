@@ -101,6 +101,7 @@ pub fn prepare(
     profile.resources.memory = limits.memory.or(profile.resources.memory);
     profile.resources.cpu = limits.cpu.or(profile.resources.cpu);
     profile.resources.pids = limits.pids.or(profile.resources.pids);
+    profile.resources.workspace = workspace_size(args, profile.resources.workspace)?;
     for kv in &args.env {
         if !kv.contains('=') || kv.starts_with('=') {
             bail!("--env {kv:?}: expected KEY=VALUE");
@@ -131,6 +132,9 @@ pub fn prepare(
         if !own_workspace {
             std::fs::create_dir_all(&workspace)
                 .with_context(|| format!("cannot create {}", workspace.display()))?;
+            if let Some(bytes) = profile.resources.workspace {
+                sandbox::limit_workspace(&phantom_runtime::sys::LinuxSys, &workspace, bytes)?;
+            }
         }
         let mut opts = SandboxOptions::new(bundle.join("rootfs"), &workspace);
         opts.args = command;
@@ -217,6 +221,59 @@ fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
     })
 }
 
+/// `--workspace-size` was refused; exit status 2 (a request may only
+/// narrow its profile).
+#[derive(Debug)]
+pub enum WorkspaceSizeError {
+    /// Not a size.
+    Invalid { given: String, why: String },
+    /// More than the profile's `resources.workspace`.
+    AboveProfile { given: u64, profile: u64 },
+}
+
+impl std::fmt::Display for WorkspaceSizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid { given, why } => write!(f, "--workspace-size {given:?}: {why}"),
+            Self::AboveProfile { given, profile } => write!(
+                f,
+                "--workspace-size {}: above the profile's resources.workspace ({}); a request \
+                 may only narrow its profile",
+                sandbox::size_text(*given),
+                sandbox::size_text(*profile)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WorkspaceSizeError {}
+
+/// The workspace limit: `--workspace-size` if given (never above the
+/// profile's), else the profile's `resources.workspace`.
+fn workspace_size(
+    args: &SandboxArgs,
+    profile: Option<u64>,
+) -> std::result::Result<Option<u64>, WorkspaceSizeError> {
+    let Some(text) = &args.workspace_size else {
+        return Ok(profile);
+    };
+    let invalid = |why: String| WorkspaceSizeError::Invalid {
+        given: text.clone(),
+        why,
+    };
+    let given = phantom_policy::profile::parse_size(text).map_err(invalid)?;
+    // As the profile field: a tmpfs of less than a page holds nothing.
+    if given < 4096 {
+        return Err(invalid(format!(
+            "{given} bytes is smaller than one page (4KiB)"
+        )));
+    }
+    match profile {
+        Some(p) if given > p => Err(WorkspaceSizeError::AboveProfile { given, profile: p }),
+        _ => Ok(Some(given)),
+    }
+}
+
 /// `--memory`, `--cpus` and `--pids`, checked.
 fn limits(args: &SandboxArgs) -> Result<phantom_policy::profile::Resources> {
     phantom_zygote::limits::check(args.memory.as_deref(), args.cpus, args.pids, "--")
@@ -240,6 +297,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         && id.is_none()
         && !command.is_empty()
         && s.workspace.is_none()
+        && s.workspace_size.is_none()
         && s.mode.is_none()
         && s.network.is_none()
         && s.profile_path.is_none()
@@ -251,7 +309,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     if !warm_ok && !s.no_daemon {
         tracing::debug!(
             "cold path: this run needs a sandbox made for it (an id, --workspace, --network, \
-             --mode, --profile-path, a terminal, --detach, --keep, --pid-file or a console socket)"
+             --workspace-size, --mode, --profile-path, a terminal, --detach, --keep, --pid-file or a console socket)"
         );
     }
     if warm_ok {

@@ -26,7 +26,7 @@ use oci_spec::runtime::{
 };
 
 pub use catalog::{load_file, Catalog, CatalogEntry, ProfileSource, BUILTIN, PROFILE_PATH_ENV};
-pub use parse::{errno_name, parse_profile, rlimit_name, ProfileError};
+pub use parse::{errno_name, parse_profile, parse_size, rlimit_name, ProfileError};
 
 use crate::landlock::LandlockRules;
 use crate::TargetArch;
@@ -200,6 +200,11 @@ pub struct Resources {
     pub tmp: Option<u64>,
     /// Size of /dev/shm, bytes.
     pub shm: Option<u64>,
+    /// Most bytes a sandbox may keep in a workspace phantom makes for it:
+    /// that workspace is then a tmpfs of this size, so a write past it
+    /// fails with ENOSPC and nothing reaches the host's disk. A caller's
+    /// own `--workspace` directory cannot be limited (docs/profiles.md).
+    pub workspace: Option<u64>,
 }
 
 /// `network.mode`. Ordered by how much network it gives (none < loopback <

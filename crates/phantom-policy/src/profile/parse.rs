@@ -858,7 +858,11 @@ impl Parser<'_> {
     }
 
     fn resources(&self, node: &Node) -> Result<Resources> {
-        let f = self.fields(node, "resources", &["memory", "cpu", "pids", "tmp", "shm"])?;
+        let f = self.fields(
+            node,
+            "resources",
+            &["memory", "cpu", "pids", "tmp", "shm", "workspace"],
+        )?;
         let mut r = Resources::default();
         if let Some(n) = f.get("memory") {
             let v = self.size(n, "resources.memory")?;
@@ -900,7 +904,11 @@ impl Parser<'_> {
             }
             r.pids = Some(v as i64);
         }
-        for (key, slot) in [("tmp", &mut r.tmp), ("shm", &mut r.shm)] {
+        for (key, slot) in [
+            ("tmp", &mut r.tmp),
+            ("shm", &mut r.shm),
+            ("workspace", &mut r.workspace),
+        ] {
             if let Some(n) = f.get(key) {
                 let field = format!("resources.{key}");
                 let v = self.size(n, &field)?;
@@ -1211,7 +1219,9 @@ fn parse_uint(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-pub(crate) fn parse_size(text: &str) -> std::result::Result<u64, String> {
+/// A size as profiles write it (`512MiB`, `1G`, `1048576`); the CLI's
+/// `--workspace-size` uses it too, so a size means the same in both.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

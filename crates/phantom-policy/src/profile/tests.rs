@@ -170,7 +170,7 @@ fn unknown_keys() {
         "profile: t\nresources:\n  memory: 1G\n  disk: 2G\n",
         4,
         3,
-        "unknown key `disk` in `resources` (expected one of: memory, cpu, pids, tmp, shm)",
+        "unknown key `disk` in `resources` (expected one of: memory, cpu, pids, tmp, shm, workspace)",
     );
     assert_err(
         "profile: t\nsecurity:\n  seccomp: { default: allow, alow: [read] }\n",
@@ -833,4 +833,31 @@ fn sizes() {
     assert!(parse_size("20000000T").is_err());
     assert!(parse_size("1 GiB").is_ok());
     assert!(parse_size("G").is_err());
+}
+
+#[test]
+fn resources_workspace_is_a_size() {
+    // Absent: no limit (the workspace is a plain host directory).
+    assert_eq!(ok(MINI).resources.workspace, None);
+    let p = ok("profile: t\nresources: { workspace: 256MiB }\n");
+    assert_eq!(p.resources.workspace, Some(256 << 20));
+    let p = ok("profile: t\nresources:\n  workspace: 1G\n");
+    assert_eq!(p.resources.workspace, Some(1 << 30));
+    // Errors name the field and point at the value.
+    assert_err(
+        "profile: t\nresources: { workspace: 100 }\n",
+        2,
+        25,
+        "smaller than one page",
+    );
+    assert_err(
+        "profile: t\nresources: { workspace: lots }\n",
+        2,
+        25,
+        "resources.workspace: \"lots\": unknown unit",
+    );
+    // The CLI's --workspace-size reads sizes with this same parser.
+    assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+    let e = Profile::parse("profile: t\nresources: { workspace: 100 }\n", "t.yaml").unwrap_err();
+    assert!(e.to_string().contains("resources.workspace"), "{e}");
 }

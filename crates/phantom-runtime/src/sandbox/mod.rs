@@ -18,8 +18,11 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use nix::mount::{MntFlags, MsFlags};
+
 use crate::error::{Error, Result};
 use crate::state::StateStore;
+use crate::sys::{LinuxSys, Sys};
 
 pub const PROFILE: &str = "run.phantom.profile";
 pub const WORKSPACE: &str = "run.phantom.workspace";
@@ -105,7 +108,7 @@ pub fn memory_limit_of(bundle: &Path) -> Option<i64> {
 }
 
 /// 512 MiB, 2 GiB, or bytes when neither divides.
-fn size_text(b: u64) -> String {
+pub fn size_text(b: u64) -> String {
     match b {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -233,8 +236,54 @@ fn adopt(dir: &Path, id: &str, root: &Path, store: &StateStore) -> Result<Sandbo
     })
 }
 
+/// Make the owned workspace `ws` (an empty directory phantom just made)
+/// hold at most `bytes`: a tmpfs of that size is mounted over it on the
+/// host. Why a host-side tmpfs rather than a tmpfs in the container's
+/// spec: `--copy-in` (cold and warm) and the zygote's `ready` line use the
+/// workspace's host path before and while the container runs, and the
+/// container's bind of `ws` then simply binds the tmpfs. A write past the
+/// size fails with ENOSPC inside the sandbox and never reaches the host's
+/// disk; the pages count against the writer's memory cgroup. The mount
+/// lives until [`remove_dirs`] (or the cleanup of a leftover) detaches it;
+/// `destroy --keep-workspace` keeps it mounted, in memory. The root of the tmpfs belongs to the caller, as
+/// the plain directory did.
+pub fn limit_workspace(sys: &dyn Sys, ws: &Path, bytes: u64) -> Result<()> {
+    // SAFETY: getuid and getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let data = format!("size={bytes},mode=0755,uid={uid},gid={gid}");
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        ws,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&data),
+    )
+    .map_err(|e| {
+        Error::io(
+            "cannot mount the size-limited workspace (resources.workspace) on",
+            ws,
+            e.into(),
+        )
+    })
+}
+
+/// Detach a size-limited workspace's tmpfs from `ws`, if one is mounted
+/// there (see [`limit_workspace`]); a plain directory is left alone. Only
+/// ever called on a workspace phantom made, inside its sandbox directory.
+fn unlimit_workspace(sys: &dyn Sys, ws: &Path) -> Result<()> {
+    // MNT_DETACH: a persistent sandbox's container holds its own bind of
+    // the tmpfs until it is gone; UMOUNT_NOFOLLOW: never through a link.
+    match sys.umount2(ws, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+        // EINVAL: not a mount point (no limit); ENOENT: already gone.
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::io("cannot unmount workspace", ws, e.into())),
+    }
+}
+
 /// Remove everything inside `dir` (not `dir` itself: its lock is held).
 fn clear_dir(dir: &Path) -> Result<()> {
+    // A leftover's size-limited workspace is still mounted on the host.
+    unlimit_workspace(&LinuxSys, &dir.join("workspace"))?;
     let entries = fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?;
     for e in entries.flatten() {
         let p = e.path();
@@ -258,6 +307,7 @@ pub fn remove_orphan(base: &Path, id: &str, store: &StateStore) -> Result<bool> 
     }
     let root = std::path::absolute(store.root())
         .map_err(|e| Error::io("cannot resolve the state root", store.root(), e))?;
+    // adopt() cleared it, a size-limited workspace's mount included.
     let held = adopt(&dir, id, &root, store)?;
     fs::remove_dir_all(&held.path)
         .map_err(|e| Error::io("cannot remove sandbox directory", &held.path, e))?;
@@ -314,6 +364,7 @@ pub fn remove_dirs(
         .get(WORKSPACE_OWNED)
         .is_some_and(|v| v == "true");
     if let (Some(ws), true, false) = (annotations.get(WORKSPACE), owned, keep_workspace) {
+        unlimit_workspace(&LinuxSys, Path::new(ws))?;
         match std::fs::remove_dir_all(ws) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -342,6 +393,31 @@ pub fn remove_dirs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workspace_limit_is_a_tmpfs_of_that_size_and_is_detached() {
+        use crate::sys::{Call, RecordingSys};
+        let sys = RecordingSys::default();
+        let ws = Path::new("/sbx/box/workspace");
+        limit_workspace(&sys, ws, 8 << 20).unwrap();
+        unlimit_workspace(&sys, ws).unwrap();
+        // SAFETY: getuid and getgid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::Mount {
+                    source: Some("tmpfs".into()),
+                    target: ws.into(),
+                    fstype: Some("tmpfs".into()),
+                    flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    data: Some(format!("size=8388608,mode=0755,uid={uid},gid={gid}")),
+                },
+                // Detached, never through a symlink.
+                Call::Umount(ws.into(), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW),
+            ]
+        );
+    }
 
     #[test]
     fn one_reservation_wins_and_leftovers_are_taken_over() {

@@ -2333,3 +2333,59 @@ fn a_client_that_hangs_up_is_accounted_for() {
     );
     d.stop_and_check_clean();
 }
+
+/// Ids and values are checked at the API edge (issue 14 item 4): an id
+/// that would be an option to the CLI the backend runs, one naming the
+/// daemon's own scratch directory, an overlong one, NUL in argv or env and
+/// a negative cpus get 400 with a message for the client, nothing made.
+#[test]
+fn ids_and_values_are_checked_at_the_api_edge() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&[]) else {
+        return;
+    };
+    let long = "a".repeat(65);
+    for (body, said) in [
+        (
+            json!({"profile": "python-dev", "id": "--help"}),
+            "must not start with '-'",
+        ),
+        (
+            json!({"profile": "python-dev", "id": ".mcp"}),
+            "must not start with '-' or '.'",
+        ),
+        (
+            json!({"profile": "python-dev", "id": long}),
+            "65 bytes long, at most 64",
+        ),
+        (
+            json!({"profile": "python-dev", "id": "neg", "cpus": -1.0}),
+            "cpus -1",
+        ),
+    ] {
+        let r = d.call("POST", "/v1/sandboxes", KEY_A, Some(&body));
+        r.expect_error(400);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(said), "{body}: {err}");
+        assert!(
+            !err.contains("Usage:"),
+            "{body}: clap's usage came back: {err}"
+        );
+    }
+    for body in [
+        json!({"profile": "python-dev", "argv": ["echo", "a\u{0}b"]}),
+        json!({"profile": "python-dev", "argv": ["true"], "env": ["A=b\u{0}c"]}),
+    ] {
+        let r = d.call("POST", "/v1/run", KEY_A, Some(&body));
+        r.expect_error(400);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains("NUL"), "{body}: {err}");
+    }
+    let r = d.call("GET", "/v1/sandboxes", KEY_A, None);
+    assert_eq!(
+        r.json()["sandboxes"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
+    d.stop_and_check_clean();
+}

@@ -467,6 +467,48 @@ fn check_env(env: &[String]) -> ApiResult<()> {
         if !kv.contains('=') || kv.starts_with('=') {
             return Err(bad(format!("env {kv:?}: expected KEY=VALUE")));
         }
+        if kv.contains('\0') {
+            return Err(bad(format!("env {kv:?}: contains a NUL byte")));
+        }
+    }
+    Ok(())
+}
+
+/// A program to run: not empty, no NUL (execve cannot pass one; it used
+/// to come back as a 200 with exit status 126).
+fn check_argv(argv: &[String]) -> ApiResult<()> {
+    if argv.is_empty() {
+        return Err(bad("argv must name a program"));
+    }
+    if let Some((i, a)) = argv.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+        return Err(bad(format!("argv[{i}] {a:?}: contains a NUL byte")));
+    }
+    Ok(())
+}
+
+/// The most a sandbox id may be over the API.
+const MAX_API_ID: usize = 64;
+
+/// A sandbox id a client may choose: the OCI id rules, at most 64 bytes,
+/// and no leading `-` or `.`. Ids reach the CLI the backend runs as
+/// arguments (`--help` came back as clap's usage) and name directories
+/// beside the daemon's own (`.mcp` is its exec scratch directory).
+fn check_api_id(id: &str) -> ApiResult<()> {
+    if id.len() > MAX_API_ID {
+        return Err(bad(format!(
+            "id: {} bytes long, at most {MAX_API_ID}",
+            id.len()
+        )));
+    }
+    if id.starts_with('-') || id.starts_with('.') {
+        return Err(bad(format!("id {id:?}: must not start with '-' or '.'")));
+    }
+    phantom_runtime::state::validate_id(id).map_err(|e| bad(format!("id: {e}")))?;
+    if id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
+        return Err(bad(format!(
+            "id {id:?}: ids starting with {:?} are the daemon's",
+            phantom_zygote::ZYGOTE_PREFIX
+        )));
     }
     Ok(())
 }
@@ -546,9 +588,7 @@ async fn run(
     body: Bytes,
 ) -> ApiResult<Json<RunOut>> {
     let r: RunReq = parse(&body)?;
-    if r.argv.is_empty() {
-        return Err(bad("argv must name a program"));
-    }
+    check_argv(&r.argv)?;
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
     let profile = api.check_profile(&r.profile)?;
@@ -736,13 +776,7 @@ async fn create(
     )?;
     let id =
         r.id.unwrap_or_else(|| format!("api-{}", phantom_zygote::random_hex(6)));
-    phantom_runtime::state::validate_id(&id).map_err(|e| bad(format!("id: {e}")))?;
-    if id.starts_with(phantom_zygote::ZYGOTE_PREFIX) {
-        return Err(bad(format!(
-            "id {id:?}: ids starting with {:?} are the daemon's",
-            phantom_zygote::ZYGOTE_PREFIX
-        )));
-    }
+    check_api_id(&id)?;
     let limits = Limits {
         memory: r.memory,
         cpus: r.cpus,
@@ -831,9 +865,7 @@ async fn exec(
 ) -> ApiResult<Json<RunOut>> {
     api.owner_check(&id, &key)?;
     let r: ExecReq = parse(&body)?;
-    if r.argv.is_empty() {
-        return Err(bad("argv must name a program"));
-    }
+    check_argv(&r.argv)?;
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
     // A client that goes away cancels: the exec'd process is killed.

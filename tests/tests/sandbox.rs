@@ -43,6 +43,23 @@ impl Sbx {
             .unwrap()
     }
 
+    /// Every sandbox left in our root (a test that failed midway): its
+    /// container, directories and cgroup go, so a failure leaves nothing.
+    fn remove_leftovers(&self) {
+        let ids: Vec<String> = fs::read_dir(self.rt.root())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids {
+            let _ = self.run(&["destroy", &id]);
+            let _ = self.run(&["delete", "--force", &id]);
+            phantom_tests::remove_cgroup(&format!("/{id}"));
+        }
+    }
+
     /// Nothing of the sandboxes is left on the host.
     fn assert_clean(&self) {
         let left: Vec<_> = fs::read_dir(self.dir.path().join("sandboxes"))
@@ -55,6 +72,12 @@ impl Sbx {
             .map(|e| e.path())
             .collect();
         assert!(st.is_empty(), "state left behind: {st:?}");
+    }
+}
+
+impl Drop for Sbx {
+    fn drop(&mut self) {
+        self.remove_leftovers();
     }
 }
 

@@ -141,8 +141,9 @@ impl fmt::Display for NarrowingError {
     }
 }
 
-/// A byte count the way a person writes it: `512 MiB`, `1 GiB`, `1536 B`.
-struct Bytes(u64);
+/// A byte count the way a person writes it: `512 MiB`, `1 GiB`, `1536 B`
+/// (refusals here, and the runtime's out-of-memory and workspace notes).
+pub struct Bytes(pub u64);
 
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -240,7 +240,6 @@ fn serve_plain(
             .cgroup
             .as_ref()
             .and_then(|cg| sandbox::oom_note(cg, limit))
-            .map(|n| n.trim_start_matches("phantom: ").to_string())
     };
     run_request(&conn, req, started, (z.pid(), &zfd), sfd, kill_all, oom)
 }

@@ -239,8 +239,8 @@ impl std::fmt::Display for WorkspaceSizeError {
                 f,
                 "--workspace-size {}: above the profile's resources.workspace ({}); a request \
                  may only narrow its profile",
-                sandbox::size_text(*given),
-                sandbox::size_text(*profile)
+                phantom_policy::narrow::Bytes(*given),
+                phantom_policy::narrow::Bytes(*profile)
             ),
         }
     }
@@ -384,7 +384,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     );
     if let Ok(137) = res {
         if let Some(note) = oom_note(store, &p.id, &p.bundle) {
-            eprintln!("{note}");
+            eprintln!("phantom: {note}");
         }
     }
     // A detached or kept sandbox stays (destroy removes it); otherwise

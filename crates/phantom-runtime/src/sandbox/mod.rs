@@ -82,7 +82,7 @@ pub fn open_workspace(path: &Path) -> Result<(OwnedFd, PathBuf)> {
     }
 }
 
-/// "phantom: out of memory (limit 512 MiB)" when a sandbox's program was
+/// "out of memory (limit 512 MiB)" when a sandbox's program was
 /// ended by the OOM killer (its cgroup counted an oom_kill), so that a 137
 /// does not go unexplained (cold runs and warm runners both say it).
 pub fn oom_note(cg: &crate::cgroups::Cgroup, limit: Option<i64>) -> Option<String> {
@@ -90,8 +90,11 @@ pub fn oom_note(cg: &crate::cgroups::Cgroup, limit: Option<i64>) -> Option<Strin
         return None;
     }
     Some(match limit {
-        Some(l) if l > 0 => format!("phantom: out of memory (limit {})", size_text(l as u64)),
-        _ => "phantom: out of memory".to_string(),
+        Some(l) if l > 0 => format!(
+            "out of memory (limit {})",
+            phantom_policy::narrow::Bytes(l as u64)
+        ),
+        _ => "out of memory".to_string(),
     })
 }
 
@@ -105,16 +108,6 @@ pub fn memory_limit_of(bundle: &Path) -> Option<i64> {
         .memory()
         .as_ref()?
         .limit()
-}
-
-/// 512 MiB, 2 GiB, or bytes when neither divides.
-pub fn size_text(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
 }
 
 /// Where phantom keeps sandbox bundles and workspaces it creates.

@@ -8,7 +8,7 @@
 //! directory is removed again if the suite created it.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,6 +24,64 @@ use crate::{
 /// The containerd namespace of every test container (and so the cgroup
 /// parent `/<namespace>/<id>` the shim gives them).
 pub const NAMESPACE: &str = "phantom-engines";
+
+/// The part of a private containerd 1.6 config both suites share: root,
+/// state, sockets and the opt plugin under `dir`, unused snapshotters and
+/// tracing off; the CRI plugin off unless `cri` (its section is then the
+/// caller's to append).
+pub(crate) fn base_config(dir: &Path, suite: &str, cri: bool) -> String {
+    let dir = dir.display();
+    let cri_off = if cri {
+        ""
+    } else {
+        "\n  \"io.containerd.grpc.v1.cri\","
+    };
+    format!(
+        r#"# Private containerd config of phantom's {suite}.
+version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+disabled_plugins = [{cri_off}
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{dir}/containerd.sock"
+
+[ttrpc]
+  address = "{dir}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+"#
+    )
+}
+
+/// containerd on `dir/config.toml`, logging to `dir/containerd.log`.
+pub(crate) fn spawn_daemon(dir: &Path) -> Result<Child, String> {
+    let log =
+        fs::File::create(dir.join("containerd.log")).map_err(|e| format!("containerd.log: {e}"))?;
+    Command::new("containerd")
+        .current_dir(dir)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start containerd: {e}"))
+}
 
 /// A private containerd daemon.
 pub struct Containerd {
@@ -89,50 +147,9 @@ impl Containerd {
         for sub in ["root", "state", "opt", "runc-root", "fifo"] {
             fs::create_dir_all(self.path(sub)).map_err(|e| format!("mkdir {sub}: {e}"))?;
         }
-        let dir = self.dir.path().display();
-        let config = format!(
-            r#"# Private containerd config of phantom's engine tests.
-version = 2
-root = "{dir}/root"
-state = "{dir}/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{dir}/containerd.sock"
-
-[ttrpc]
-  address = "{dir}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-"#
-        );
+        let config = base_config(self.dir.path(), "engine tests", false);
         fs::write(self.path("config.toml"), config).map_err(|e| format!("config.toml: {e}"))?;
-        let log = fs::File::create(self.path("containerd.log"))
-            .map_err(|e| format!("containerd.log: {e}"))?;
-        let child = Command::new("containerd")
-            .current_dir(self.dir.path())
-            .arg("--config")
-            .arg(self.path("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start containerd: {e}"))?;
+        let child = spawn_daemon(self.dir.path())?;
         self.daemon = Some(child);
         let up = wait_for(Duration::from_secs(20), || {
             self.ctr(&["version"])

@@ -29,7 +29,7 @@ use std::fmt::Debug;
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -272,35 +272,9 @@ impl Cri {
         let handler = self.handler();
         let binary = self.runtime.binary.display();
         let snapshotter = Self::snapshotter();
-        let config = format!(
-            r#"# Private containerd config of phantom's CRI tests.
-version = 2
-root = "{dir}/root"
-state = "{dir}/state"
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{dir}/containerd.sock"
-
-[ttrpc]
-  address = "{dir}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-
+        let mut config = crate::containerd::base_config(self.dir.path(), "CRI tests", true);
+        config += &format!(
+            r#"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{IMAGE}"
   stream_server_address = "127.0.0.1"
@@ -327,17 +301,7 @@ disabled_plugins = [
 "#
         );
         fs::write(self.path("config.toml"), config).map_err(|e| format!("config.toml: {e}"))?;
-        let log = fs::File::create(self.path("containerd.log"))
-            .map_err(|e| format!("containerd.log: {e}"))?;
-        let child = Command::new("containerd")
-            .current_dir(self.dir.path())
-            .arg("--config")
-            .arg(self.path("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start containerd: {e}"))?;
+        let child = crate::containerd::spawn_daemon(self.dir.path())?;
         self.daemon = Some(child);
         let up = wait_for(Duration::from_secs(30), || {
             self.ctr(&["version"])

@@ -122,6 +122,8 @@ pub fn serve(
         &CreateOptions {
             id: p.id.clone(),
             bundle: p.bundle.clone(),
+            // The bundle names a phantom.slice scope where systemd runs.
+            systemd_cgroup: phantom_runtime::cgroups::systemd::booted(),
             ..Default::default()
         },
     ) {

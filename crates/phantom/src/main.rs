@@ -137,14 +137,11 @@ fn not_yet(what: &str) -> Result<i32> {
 }
 
 fn check_global(cli: &Cli) -> Result<()> {
-    if cli.global.systemd_cgroup {
-        if !Path::new("/run/systemd/system").exists() {
-            bail!(
-                "--systemd-cgroup: systemd is not PID 1 on this host, so it cannot manage cgroups; \
-                 use the cgroupfs driver instead (drop --systemd-cgroup; in Podman set cgroup_manager = \"cgroupfs\")"
-            );
-        }
-        bail!("--systemd-cgroup: the systemd cgroup driver is not implemented yet; use cgroupfs");
+    if cli.global.systemd_cgroup && !Path::new("/run/systemd/system").exists() {
+        bail!(
+            "--systemd-cgroup: systemd is not PID 1 on this host, so it cannot manage cgroups; \
+             use the cgroupfs driver instead (drop --systemd-cgroup; in Podman set cgroup_manager = \"cgroupfs\")"
+        );
     }
     match cli.rootless.as_deref() {
         None | Some("false") | Some("auto") if nix::unistd::geteuid().is_root() => Ok(()),
@@ -199,6 +196,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     console_fd: None,
                     zygote: false,
                     no_new_keyring: a.no_new_keyring,
+                    systemd_cgroup: cli.global.systemd_cgroup,
                 },
             )?;
             Ok(0)
@@ -243,6 +241,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         console_fd: None,
                         zygote: false,
                         no_new_keyring: a.no_new_keyring,
+                        systemd_cgroup: cli.global.systemd_cgroup,
                     },
                     detach: a.detach,
                     keep: a.keep,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use phantom_policy::{Catalog, Mode, NetworkMode, SandboxOptions};
+use phantom_runtime::cgroups::systemd;
 use phantom_runtime::container::{self, CreateOptions, RunOptions};
 use phantom_runtime::sandbox;
 use phantom_runtime::state::StateStore;
@@ -147,6 +148,11 @@ pub fn prepare(
         ann[sandbox::WORKSPACE] = serde_json::json!(workspace);
         ann[sandbox::WORKSPACE_OWNED] = serde_json::json!((!own_workspace).to_string());
         ann[sandbox::SANDBOX_DIR] = serde_json::json!(dir);
+        // Where systemd runs, it owns the cgroup tree: the sandbox is a
+        // scope in phantom.slice.
+        if systemd::booted() {
+            v["linux"]["cgroupsPath"] = serde_json::json!(systemd::sandbox_cgroups_path(&id));
+        }
         std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("cannot write {}/config.json", bundle.display()))?;
         Ok(())
@@ -374,6 +380,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
                 no_new_keyring: a.no_new_keyring,
                 console_fd: None,
                 zygote: false,
+                systemd_cgroup: systemd::booted(),
             },
             detach: a.detach,
             // Kept until we looked at its cgroup: an OOM kill is said so.
@@ -448,6 +455,7 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
             no_new_keyring: a.no_new_keyring,
             console_fd: None,
             zygote: false,
+            systemd_cgroup: systemd::booted(),
         },
     )
     .map_err(|e| (e, false))

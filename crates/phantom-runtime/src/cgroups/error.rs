@@ -75,6 +75,14 @@ pub enum CgroupError {
         source: nix::errno::Errno,
     },
 
+    /// systemd refused or failed a unit operation (systemd cgroup driver).
+    #[error("{op} {unit}: {reason}")]
+    Systemd {
+        op: String,
+        unit: String,
+        reason: String,
+    },
+
     /// Freezing did not settle.
     #[error("{field}: {} did not reach {want} within {waited_ms} ms (last state {last:?})", path.display())]
     Timeout {

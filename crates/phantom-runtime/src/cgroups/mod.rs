@@ -54,6 +54,7 @@ mod error;
 mod fsio;
 pub(crate) mod layout;
 mod stats;
+pub mod systemd;
 
 pub use devices::{attached_device_programs, container_device_rules};
 pub use error::{CgroupError, Result};
@@ -80,6 +81,10 @@ pub struct Cgroup {
     /// controllers from here down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unified_mount: Option<PathBuf>,
+    /// The systemd unit that owns the cgroup (`--systemd-cgroup`); None
+    /// for the cgroupfs driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Unit>,
 }
 
 /// Where a controller's files are.
@@ -97,6 +102,60 @@ impl Cgroup {
         let text = fs::read_to_string(own)
             .map_err(|e| CgroupError::io("linux.cgroupsPath", "read", own, e))?;
         Cgroup::resolve_with(layout, &text, cgroups_path, id)
+    }
+
+    /// The systemd driver's cgroup: `cgroups_path` is `slice:prefix:name`
+    /// (None or "": `system.slice:phantom:ID`), and the directories are
+    /// where systemd puts that unit in every hierarchy.
+    pub fn resolve_systemd(
+        layout: &Layout,
+        cgroups_path: Option<&str>,
+        id: &str,
+    ) -> Result<Cgroup> {
+        let (unit, path) = systemd::parse(cgroups_path, id)?;
+        let mut cg = Cgroup::resolve_with(layout, "", Some(&path), id)?;
+        cg.path = cgroups_path
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&path)
+            .to_string();
+        cg.systemd = Some(unit);
+        Ok(cg)
+    }
+
+    /// Whether systemd owns this cgroup.
+    pub fn uses_systemd(&self) -> bool {
+        self.systemd.is_some()
+    }
+
+    /// systemd driver: ask systemd for the unit with `pid` (init, which
+    /// has not run anything of the container yet) in it and the limits of
+    /// `r` it has properties for, and wait until it is up. Then
+    /// [`Cgroup::create`], [`Cgroup::apply`] and [`Cgroup::add_pid`] do
+    /// the rest as for cgroupfs (controllers on the way down, the files
+    /// systemd has no property for, hierarchies systemd does not manage).
+    /// A no-op for the cgroupfs driver.
+    pub fn start_unit(&self, pid: i32, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let Some(unit) = &self.systemd else {
+            return Ok(());
+        };
+        let mgr = systemd::manager::Manager::connect("start the systemd unit")?;
+        let mut props = systemd::props::unit_props(unit, pid);
+        props.extend(systemd::props::resource_props(r));
+        mgr.start(&unit.name, &props)
+    }
+
+    /// `update`: the unit's properties first (systemd would otherwise put
+    /// its own values back the next time it touches the cgroup), then the
+    /// files, as [`Cgroup::apply`].
+    pub fn update(&self, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        if let Some(unit) = &self.systemd {
+            let props = systemd::props::resource_props(r);
+            if !props.is_empty() {
+                systemd::manager::Manager::connect("update the systemd unit")?
+                    .set(&unit.name, &props)?;
+            }
+        }
+        self.apply(r)
     }
 
     /// [`Cgroup::resolve`] with the text of /proc/self/cgroup given.
@@ -125,6 +184,7 @@ impl Cgroup {
         };
         let cg = match layout {
             Layout::V1 { mounts, unified } => Cgroup {
+                systemd: None,
                 v1: mounts
                     .iter()
                     .map(|(c, m)| (c.clone(), place(m, own.get(c), false)))
@@ -134,6 +194,7 @@ impl Cgroup {
                 path,
             },
             Layout::V2 { mount } => Cgroup {
+                systemd: None,
                 v1: BTreeMap::new(),
                 unified: Some(place(mount, own.get(""), true)),
                 unified_mount: Some(mount.path.clone()),
@@ -390,6 +451,16 @@ impl Cgroup {
     /// are already gone are fine, so this can run again after a failure.
     pub fn destroy(&self) -> Result<()> {
         let mut first_err = None;
+        // systemd driver: stop the unit first (its processes get SIGTERM,
+        // then SIGKILL, from systemd; ours are dead already), then remove
+        // what systemd leaves of the delegated subtree.
+        if let Some(unit) = &self.systemd {
+            if let Err(e) = systemd::manager::Manager::connect("stop the systemd unit")
+                .and_then(|m| m.stop(&unit.name))
+            {
+                first_err = Some(e);
+            }
+        }
         // One budget for all hierarchies: a cgroup that stays busy costs
         // about a second in total, not a second per hierarchy.
         let deadline = Instant::now() + Duration::from_secs(1);

@@ -34,6 +34,9 @@ pub struct CreateOptions {
     /// Make a zygote: init waits for a request on the sync channel instead
     /// of exec.fifo (see `container::zygote`).
     pub zygote: bool,
+    /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
+    /// transient unit and `cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// Annotation a sandbox profile sets to choose its mode (`direct`,
@@ -302,11 +305,12 @@ pub(crate) fn create_with_channel(
     // bad cgroupsPath leaves nothing behind either.
     let linux = spec.linux().as_ref().expect("validated");
     let layout = crate::cgroups::Layout::detect()?;
-    let cgroup = crate::cgroups::Cgroup::resolve(
-        &layout,
-        linux.cgroups_path().as_deref().and_then(Path::to_str),
-        &opts.id,
-    )?;
+    let cgroups_path = linux.cgroups_path().as_deref().and_then(Path::to_str);
+    let cgroup = if opts.systemd_cgroup {
+        crate::cgroups::Cgroup::resolve_systemd(&layout, cgroups_path, &opts.id)?
+    } else {
+        crate::cgroups::Cgroup::resolve(&layout, cgroups_path, &opts.id)?
+    };
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(crate::cgroups::container_device_rules(linux)));
 
@@ -403,8 +407,12 @@ fn create_reserved(
     };
     store.save(&state)?;
     // Limits are in place before init runs its first instruction in there.
-    cgroup.create()?;
-    cgroup.apply(resources)?;
+    // systemd's unit needs init's pid, so with that driver the cgroup is
+    // made after the clone, while init still waits for its first message.
+    if !cgroup.uses_systemd() {
+        cgroup.create()?;
+        cgroup.apply(resources)?;
+    }
 
     let console = match &opts.console_socket {
         Some(p) => Some(crate::console::connect(p)?),
@@ -414,7 +422,26 @@ fn create_reserved(
 
     let (parent_end, child_end) = channel::pair()?;
     tracing::debug!("clone");
-    let mut pid = spawn_init(&plan, parent_end, child_end, child)?;
+    // Pure cgroup v2 with the cgroupfs driver: init is born in its cgroup
+    // (clone3 CLONE_INTO_CGROUP, as crun does), so the parent writes no
+    // cgroup.procs and the kernel migrates nothing.
+    let cgroup_fd = if cgroup.is_v2() && !cgroup.uses_systemd() {
+        cgroup.unified.as_ref().and_then(|d| {
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        })
+    } else {
+        None
+    };
+    let (mut pid, born_in_cgroup) =
+        spawn_init(&plan, parent_end, child_end, child, cgroup_fd.as_ref())?;
+    drop(cgroup_fd);
     tracing::debug!("cloned");
     if plan.namespaces.join_user.is_some() {
         // Two stages: stage one reports the real init and leaves.
@@ -440,7 +467,16 @@ fn create_reserved(
     store.save(&state)?;
 
     let parent_end = pid.1;
-    cgroup.add_pid(pid.0)?;
+    if cgroup.uses_systemd() {
+        cgroup.start_unit(pid.0, resources)?;
+        cgroup.create()?;
+        cgroup.apply(resources)?;
+    }
+    // (With a joined user namespace the real init is forked by stage one,
+    // so it starts in stage one's cgroup as well.)
+    if !born_in_cgroup {
+        cgroup.add_pid(pid.0)?;
+    }
     if plan.new_userns {
         write_id_maps(pid.0, spec)?;
     }
@@ -507,14 +543,17 @@ fn init_gone(status: nix::Result<nix::sys::wait::WaitStatus>) -> String {
     }
 }
 
-/// Clone init into its new namespaces. Returns its pid (in our pid
-/// namespace) and our end of the sync channel.
+/// Clone init into its new namespaces (and into the cgroup `cgroup_fd`
+/// names, if given and the kernel can). Returns its pid (in our pid
+/// namespace), our end of the sync channel, and whether init was born in
+/// that cgroup.
 fn spawn_init(
     plan: &InitPlan,
     parent_end: channel::Channel,
     child_end: channel::Channel,
     child: &mut Option<i32>,
-) -> Result<(i32, channel::Channel)> {
+    cgroup_fd: Option<&OwnedFd>,
+) -> Result<((i32, channel::Channel), bool)> {
     // A joined pid namespace applies to our children: enter it for the
     // clone, then go back (hooks and `run` stay in ours).
     let restore_pid = match &plan.namespaces.join_pid {
@@ -543,11 +582,25 @@ fn spawn_init(
     } else {
         plan.namespaces.clone_flags
     };
-    let flags = ns_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy
-    // of this single-threaded process and continues on the same stack.
-    // Nothing is shared, so no lock can be held by another thread.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    let mut born_in_cgroup = false;
+    let mut pid = -1;
+    if let Some(fd) = cgroup_fd {
+        pid = clone3_into_cgroup(ns_flags.bits() as u64, fd.as_raw_fd());
+        born_in_cgroup = pid >= 0;
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            // Older kernels (< 5.7) or a seccomp filter around us: a plain
+            // clone and a cgroup.procs write do the same.
+            tracing::debug!(error = %e, "clone3 CLONE_INTO_CGROUP failed, using clone");
+        }
+    }
+    if pid < 0 {
+        let flags = ns_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+        // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a
+        // copy of this single-threaded process and continues on the same
+        // stack. Nothing is shared, so no lock can be held by another thread.
+        pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    }
     if pid == 0 {
         drop(parent_end);
         crate::process::init::main(&LinuxSys, plan, &child_end);
@@ -567,7 +620,52 @@ fn spawn_init(
     }
     *child = Some(pid as i32);
     drop(child_end);
-    Ok((pid as i32, parent_end))
+    Ok(((pid as i32, parent_end), born_in_cgroup))
+}
+
+/// clone3(2) as a fork (no CLONE_VM, no new stack) with CLONE_INTO_CGROUP.
+/// Returns the pid, 0 in the child, or -1 with errno set.
+fn clone3_into_cgroup(ns_flags: u64, cgroup_fd: i32) -> libc::c_long {
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: ns_flags | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd as u64,
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack is a fork, as the
+    // raw clone in `spawn_init`: the child gets a copy of this
+    // single-threaded process and continues on the same stack. `args` is a
+    // valid clone_args of the size passed and outlives the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
 }
 
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {

@@ -37,7 +37,7 @@ pub fn update(
         tracing::debug!("update: linux.resources.devices ignored (as runc does)");
         limits.set_devices(None);
     }
-    cg.apply(&limits)?;
+    cg.update(&limits)?;
     Ok(())
 }
 

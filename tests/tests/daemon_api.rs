@@ -2389,3 +2389,169 @@ fn ids_and_values_are_checked_at_the_api_edge() {
     );
     d.stop_and_check_clean();
 }
+
+/// Runs `phantom --root ROOT` with the daemon's sandboxes directory, as
+/// the daemon's own backend would: for sandboxes a test makes beside it.
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let mut c = d.rt.command(args);
+    c.env("PHANTOM_SANDBOX_DIR", d.sandboxes());
+    try_output(c, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Destroys the CLI-made sandboxes of a test when it ends, passed or not.
+struct CliSandboxes {
+    bin: PathBuf,
+    root: PathBuf,
+    sandboxes: PathBuf,
+    ids: Vec<String>,
+}
+
+impl CliSandboxes {
+    fn new(d: &Daemon, ids: &[&str]) -> CliSandboxes {
+        CliSandboxes {
+            bin: runtime_binary(),
+            root: d.rt.root().to_path_buf(),
+            sandboxes: d.sandboxes(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Drop for CliSandboxes {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            for args in [vec!["destroy", id], vec!["delete", "--force", id]] {
+                let mut c = Command::new(&self.bin);
+                c.arg("--root")
+                    .arg(&self.root)
+                    .args(&args)
+                    .env("PHANTOM_SANDBOX_DIR", &self.sandboxes)
+                    .stdin(Stdio::null());
+                let _ = try_output(c, Duration::from_secs(30));
+            }
+            phantom_tests::remove_cgroup(&format!("/{id}"));
+        }
+    }
+}
+
+/// The daemon's sweep (issue 14 item 3): at start, a sandbox directory of
+/// its root that no live sandbox holds (what a killed create or a
+/// `phantom delete` leaves: bundle and workspace, a file in it) is
+/// removed; a live sandbox of another id is untouched and still runs.
+#[test]
+fn the_daemon_sweeps_leftover_sandbox_directories_at_start() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let (left, live) = ("sweep-left", "sweep-live");
+    let _cleanup = CliSandboxes::new(&d, &[left, live]);
+    for id in [left, live] {
+        let out = cli(&d, &["create", "--profile", "python-dev", id]);
+        assert!(out.status.success(), "create {id}\n{}", describe(&out));
+    }
+    let out = cli(
+        &d,
+        &[
+            "exec",
+            left,
+            "--",
+            "sh",
+            "-c",
+            "echo secret > /workspace/left",
+        ],
+    );
+    assert!(out.status.success(), "exec\n{}", describe(&out));
+    // The container goes, its directory stays: an orphan.
+    let out = cli(&d, &["delete", "--force", left]);
+    assert!(out.status.success(), "delete --force\n{}", describe(&out));
+    assert!(d.sandboxes().join(left).join("workspace/left").exists());
+    d.spawn(&[]);
+    assert!(
+        wait_until(Duration::from_secs(5), || !d
+            .sandboxes()
+            .join(left)
+            .exists()),
+        "the leftover directory survived the daemon's start: {:?}\n--- stderr ---\n{}",
+        tree(&d.sandboxes().join(left)),
+        d.stderr()
+    );
+    assert!(
+        d.sandboxes().join(live).join("workspace").is_dir(),
+        "the live sandbox's directory was swept: {:?}",
+        tree(&d.sandboxes())
+    );
+    let out = cli(&d, &["exec", live, "--", "echo", "alive"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "alive\n",
+        "the live sandbox no longer runs\n{}",
+        describe(&out)
+    );
+    let out = cli(&d, &["destroy", live]);
+    assert!(out.status.success(), "destroy\n{}", describe(&out));
+    d.stop_and_check_clean();
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i64> {
+    let want = argv.join("\0");
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.trim_end_matches('\0') == want && phantom_tests::pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A client that hangs up on a warm `POST /v1/run` (issue 14 item 5): the
+/// program is killed within moments, not left to run to its end, and the
+/// audit line says 499, disconnected.
+#[test]
+fn a_hung_up_warm_run_is_killed() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--pool", "python-dev=1"]) else {
+        return;
+    };
+    d.wait_ready("python-dev", 1);
+    // A duration no other process on the host runs with.
+    let secs = format!("30.{}", std::process::id());
+    let argv = ["sleep", secs.as_str()];
+    let body = json!({"profile": "python-dev", "argv": argv}).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    write_request(&mut s, d.port, "POST", "/v1/run", KEY_A, &body, true).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !pids_running(&argv).is_empty()),
+        "the warm run never started\n--- stderr ---\n{}",
+        d.stderr()
+    );
+    drop(s);
+    let gone = wait_until(Duration::from_secs(2), || pids_running(&argv).is_empty());
+    let left = pids_running(&argv);
+    for p in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        gone,
+        "2 s after the client hung up, the run still runs (pids {left:?})"
+    );
+    let l = d.audit_line("the hung-up warm run", |l| {
+        l["path"] == "/v1/run" && l["method"] == "POST"
+    });
+    assert_eq!(
+        (&l["status"], &l["disconnected"]),
+        (&json!(499), &json!(true)),
+        "audit line of the hung-up run: {l}"
+    );
+    d.stop_and_check_clean();
+}

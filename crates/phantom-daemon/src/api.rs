@@ -687,6 +687,10 @@ async fn run_in(
         drop(in_w);
     }
     let (lease, t0) = waited;
+    // A client that hangs up drops this future, not the blocked thread
+    // that owns the lease: this ends the connection on drop, so the
+    // runner kills the program instead of letting it run to its end.
+    let _hang_up = lease.hang_up_handle().map_err(fail)?;
     let finished = tokio::task::spawn_blocking(move || lease.wait(t0))
         .await
         .map_err(|e| fail(e.into()))?
@@ -784,7 +788,18 @@ async fn create(
         network: r.network,
         raised,
     };
-    let made = api.backend.create(&id, &r.profile, &limits).await?;
+    let made = match api.backend.create(&id, &r.profile, &limits).await {
+        Ok(m) => m,
+        Err(e) => {
+            if !matches!(e, BackendError::AlreadyExists(_)) {
+                // A create that failed midway may leave its directory.
+                let root = api.backend.root.clone().unwrap_or_default();
+                let id = id.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::remove_orphan(&root, &id)).await;
+            }
+            return Err(e.into());
+        }
+    };
     let o = Owned {
         key: key.0,
         profile: r.profile,

@@ -159,6 +159,19 @@ impl Lease {
         }
     }
 
+    /// A handle that ends this lease's connection from elsewhere (another
+    /// thread, a `Drop`), even while [`Lease::wait`] blocks on it: the
+    /// zygote's runner sees its client gone and kills the program, and the
+    /// waiting `wait` returns. Dropping the lease alone cannot do that
+    /// while a blocked thread owns it.
+    pub fn hang_up_handle(&self) -> Result<HangUp> {
+        Ok(HangUp(
+            self.conn
+                .try_clone()
+                .context("duplicate the zygote connection")?,
+        ))
+    }
+
     /// `start_with` (no limits) then `wait`, with stdio that stays ours
     /// (e.g. 0, 1, 2).
     pub fn run_in(
@@ -171,6 +184,17 @@ impl Lease {
     ) -> Result<Finished> {
         let t0 = self.start_with(argv, env, cwd, timeout, None, stdio)?;
         self.wait(t0)
+    }
+}
+
+/// Ends a lease's connection when dropped (see [`Lease::hang_up_handle`]).
+/// `shutdown` acts on the socket, not on this descriptor, so it reaches
+/// the lease's own copy too.
+pub struct HangUp(OwnedFd);
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        let _ = nix::sys::socket::shutdown(self.0.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     }
 }
 

@@ -2555,3 +2555,118 @@ fn a_hung_up_warm_run_is_killed() {
     );
     d.stop_and_check_clean();
 }
+
+/// Error bodies of backend failures carry nothing from the host (issue 14
+/// item 4): no state root, cgroup file, sandboxes directory, profile
+/// directory or raw log line; the client gets what failed and a
+/// reference, and the audit line has the detail under that reference.
+#[test]
+fn backend_failures_tell_the_client_nothing_of_the_host() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let profiles = d.dir.path().join("profiles");
+    fs::create_dir(&profiles).unwrap();
+    d.spawn(&["--profile-path", profiles.to_str().unwrap()]);
+    let tmp = std::env::temp_dir().display().to_string();
+    let host: Vec<String> = vec![
+        d.rt.root().display().to_string(),
+        d.dir.path().display().to_string(),
+        d.sandboxes().display().to_string(),
+        "/sys/fs/cgroup".into(),
+        "/var/lib".into(),
+        format!("{tmp}/"),
+        "level=".into(),
+        "time=\"".into(),
+    ];
+    let clean = |r: &Resp, what: &str| {
+        let body = r.text();
+        for h in &host {
+            assert!(
+                !body.contains(h.as_str()),
+                "{what}: the body carries {h:?} from the host\n{r}"
+            );
+        }
+    };
+    // The reference in the body leads to the detail in the audit line.
+    let referenced = |r: &Resp, what: &str| {
+        let reference = r.json()["reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!reference.is_empty(), "{what}: no reference\n{r}");
+        assert!(r.text().contains(&reference), "{what}\n{r}");
+        let l = d.audit_line(what, |l| l["reference"] == reference.as_str());
+        assert!(
+            l["error_detail"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: the audit line has no detail: {l}"
+        );
+        l
+    };
+    // Limits the host's cgroup refuses (a CPU quota below the kernel's
+    // least): a create, and a run.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "err-cpu", "cpus": 0.0001})),
+    );
+    assert!(r.status == 400 || r.status == 500, "{r}");
+    r.expect_error(r.status);
+    clean(&r, "create with limits the host refuses");
+    assert!(
+        r.text().contains("err-cpu"),
+        "the sandbox is not named\n{r}"
+    );
+    let l = referenced(&r, "create with limits the host refuses");
+    assert!(
+        l["error_detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("cpu")),
+        "{l}"
+    );
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["true"], "cpus": 0.0001})),
+    );
+    r.expect_error(500);
+    clean(&r, "run with limits the host refuses");
+    referenced(&r, "run with limits the host refuses");
+    // An exec in a sandbox whose state the test broke.
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "err-state"})),
+    )
+    .expect(201);
+    let state = d.rt.root().join("err-state/state.json");
+    let saved = fs::read(&state).unwrap();
+    fs::write(&state, b"{ broken").unwrap();
+    let r = d.exec(
+        "/v1/sandboxes/err-state",
+        KEY_A,
+        &json!({"argv": ["echo", "hi"]}),
+    );
+    fs::write(&state, &saved).unwrap();
+    r.expect_error(500);
+    clean(&r, "exec with a broken state");
+    assert!(r.text().contains("err-state"), "{r}");
+    referenced(&r, "exec with a broken state");
+    d.call("DELETE", "/v1/sandboxes/err-state", KEY_A, None)
+        .expect(204);
+    // An unknown profile: not the directories the daemon searched.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "no-such-profile"})),
+    );
+    r.expect_error(400);
+    clean(&r, "unknown profile");
+    assert!(r.text().contains("no-such-profile"), "{r}");
+    d.stop_and_check_clean();
+}

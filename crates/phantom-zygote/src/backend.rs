@@ -565,8 +565,20 @@ impl Backend for Subprocess {
                 .await;
             let fired = timer.is_finished();
             timer.abort();
+            // phantom writes the pid file once the program runs: without
+            // it, phantom itself failed (no such sandbox, a broken state),
+            // and its stderr is its own message, not the program's.
+            let started = pid_file.exists();
             let _ = std::fs::remove_file(&pid_file);
             let mut o = res?;
+            let could_not_exec = matches!(o.exit_code, Some(126 | 127));
+            if !started && !o.cancelled && !fired && !could_not_exec && o.exit_code != Some(0) {
+                return Err(BackendError::Failed(format!(
+                    "phantom exec {id} (exit status {}): {}",
+                    o.exit_code.map_or("none".into(), |c| c.to_string()),
+                    o.stderr.trim()
+                )));
+            }
             if fired && !cancel.is_cancelled() {
                 // Our own timer stopped it: a timeout, not a cancellation.
                 o.cancelled = false;

@@ -92,6 +92,9 @@ pub struct Finished {
     pub status: i32,
     /// Why the program could not start, if it could not.
     pub error: Option<String>,
+    /// The runner's detail of that failure, naming host paths (cgroup
+    /// files): for the local CLI and the daemon's log, never a remote client.
+    pub detail: Option<String>,
     /// From the request to the program running, as the zygote reports it.
     pub started_after: Option<Duration>,
 }
@@ -154,6 +157,7 @@ impl Lease {
             return Ok(Finished {
                 status: i32::try_from(status).unwrap_or(1),
                 error: reply["error"].as_str().map(str::to_string),
+                detail: reply["detail"].as_str().map(str::to_string),
                 started_after,
             });
         }
@@ -237,7 +241,10 @@ pub fn run_warm(
     let t0 = lease.start_with(command, env, None, timeout, resources, [0, 1, 2])?;
     let f = lease.wait(t0)?;
     if let Some(e) = &f.error {
-        eprintln!("phantom: {e}");
+        match &f.detail {
+            Some(d) => eprintln!("phantom: {e}: {d}"),
+            None => eprintln!("phantom: {e}"),
+        }
     }
     Ok(Some(f.status))
 }

@@ -217,9 +217,15 @@ fn serve_plain(
             .map_err(|e| anyhow!("request resources: {e}"))
             .and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
         if let Err(e) = applied {
+            // The detail names host cgroup files: a remote client of the
+            // daemon gets the short error, the local CLI (root) the detail.
             send_json(
                 conn.as_raw_fd(),
-                &json!({"status": 126, "error": format!("{e:#}")}),
+                &json!({
+                    "status": 126,
+                    "error": "the request's limits could not be applied to the sandbox",
+                    "detail": format!("{e:#}"),
+                }),
             )?;
             return Ok(0);
         }

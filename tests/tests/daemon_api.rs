@@ -2446,8 +2446,24 @@ fn the_daemon_sweeps_leftover_sandbox_directories_at_start() {
     };
     let (left, live) = ("sweep-left", "sweep-live");
     let _cleanup = CliSandboxes::new(&d, &[left, live]);
+    // python-dev with a workspace on disk (its own is a tmpfs that goes
+    // with its sandbox): what a leftover could hand to a later sandbox.
+    let pp = d.dir.path().join("profiles-on-disk");
+    fs::create_dir_all(&pp).unwrap();
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", "profile: on-disk", 1)
+        .replacen(", workspace: 1GiB }", " }", 1);
+    assert!(
+        !text.contains("workspace: 1GiB"),
+        "python-dev.yaml changed shape"
+    );
+    fs::write(pp.join("on-disk.yaml"), text).unwrap();
+    let pp = pp.display().to_string();
     for id in [left, live] {
-        let out = cli(&d, &["create", "--profile", "python-dev", id]);
+        let out = cli(
+            &d,
+            &["create", "--profile-path", &pp, "--profile", "on-disk", id],
+        );
         assert!(out.status.success(), "create {id}\n{}", describe(&out));
     }
     let out = cli(
@@ -2668,5 +2684,107 @@ fn backend_failures_tell_the_client_nothing_of_the_host() {
     r.expect_error(400);
     clean(&r, "unknown profile");
     assert!(r.text().contains("no-such-profile"), "{r}");
+    d.stop_and_check_clean();
+}
+
+/// A workspace size over REST (issue 14 item 7): a sandbox made with
+/// `workspace_size` 8MiB cannot write 16 MiB into /workspace (ENOSPC), in
+/// a persistent sandbox and in a run; a size above the profile's (python-dev
+/// holds 1 GiB) is 403 naming the rule, a size that is none 400.
+#[test]
+fn a_workspace_size_limits_what_a_rest_sandbox_writes() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&[]) else {
+        return;
+    };
+    let fill = "head -c 16777216 /dev/zero > /workspace/big; echo rc=$?; \
+                head -c 1048576 /dev/zero > /workspace/small && echo small-ok";
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "ws-small", "workspace_size": "8MiB"})),
+    );
+    r.expect(201);
+    let r = d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["sh", "-c", "rm -f /workspace/*; ".to_owned() + fill]}),
+    );
+    r.expect(200);
+    let v = r.json();
+    let (out, err) = (
+        v["stdout"].as_str().unwrap_or_default(),
+        v["stderr"].as_str().unwrap_or_default(),
+    );
+    assert!(
+        err.contains("No space left on device") && !out.contains("rc=0"),
+        "16 MiB went into an 8 MiB workspace\n{r}"
+    );
+    d.call("DELETE", "/v1/sandboxes/ws-small", KEY_A, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["sh", "-c", fill],
+                      "workspace_size": "8MiB"})),
+    );
+    r.expect(200);
+    let v = r.json();
+    assert!(
+        v["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left on device"))
+            && !v["stdout"].as_str().unwrap_or_default().contains("rc=0"),
+        "a run wrote 16 MiB into an 8 MiB workspace\n{r}"
+    );
+    // Without a size of its own, the profile's 1 GiB: 16 MiB fit.
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["sh", "-c", fill]})),
+    );
+    r.expect(200);
+    assert!(
+        r.json()["stdout"]
+            .as_str()
+            .is_some_and(|o| o.contains("rc=0")),
+        "{r}"
+    );
+    for path in ["/v1/sandboxes", "/v1/run"] {
+        let r = d.call(
+            "POST",
+            path,
+            KEY_A,
+            Some(
+                &json!({"profile": "python-dev", "id": "ws-big", "argv": ["true"],
+                          "workspace_size": "2GiB"})
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    // Each endpoint's own fields only.
+                    o.remove(if path == "/v1/run" { "id" } else { "argv" });
+                    Value::Object(o)
+                })
+                .unwrap(),
+            ),
+        );
+        r.expect_error(403);
+        assert!(
+            r.text()
+                .contains("workspace_size 2 GiB: above the profile python-dev's limit of 1 GiB")
+                && r.text().contains("a request may only narrow its profile"),
+            "{path}: {r}"
+        );
+        let r = d.call(
+            "POST",
+            path,
+            KEY_A,
+            Some(&json!({"profile": "python-dev", "workspace_size": "lots"})),
+        );
+        r.expect_error(400);
+    }
     d.stop_and_check_clean();
 }

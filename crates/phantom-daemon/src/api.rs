@@ -597,12 +597,17 @@ struct RunReq {
     memory: Option<String>,
     cpus: Option<f64>,
     pids: Option<i64>,
+    /// Most bytes the run's fresh workspace may hold (at most the profile's
+    /// `resources.workspace`).
+    workspace_size: Option<String>,
 }
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
 /// profile's own); refused (403) above `profile`'s.
 fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Option<Value>> {
-    let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+    let mut res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    res.workspace = phantom_zygote::limits::check_workspace(r.workspace_size.as_deref(), "")
         .map_err(|e| bad(format!("{e:#}")))?;
     check_narrowing_raised(
         profile,
@@ -614,6 +619,8 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
         "",
         raised,
     )?;
+    // The workspace is made with the sandbox, not set on its cgroup.
+    res.workspace = None;
     if res == Default::default() {
         return Ok(None);
     }
@@ -664,7 +671,8 @@ async fn run(
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
     let profile = api.check_profile(&r.profile)?;
-    let resources = run_limits(&r, &profile, &api.raises.for_key(&key.0))?;
+    let raised = api.raises.for_key(&key.0);
+    let resources = run_limits(&r, &profile, &raised)?;
     let _slot = api.runs.try_acquire().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -672,6 +680,11 @@ async fn run(
         )
     })?;
     let t0 = Instant::now();
+    if r.workspace_size.is_some() {
+        // A workspace of its own size needs a sandbox made for it (a
+        // zygote's was made with the profile's): the cold path.
+        return run_cold(&api, r, timeout, raised, t0).await;
+    }
     let own = resources.is_some();
     let python = phantom_zygote::python_serves(&r.argv) && !own;
     let (zygote, path) = match api.pools.acquire(&r.profile, python) {
@@ -703,6 +716,54 @@ async fn run(
     out.0.path = Some(path);
     out.0.duration_ms = t0.elapsed().as_millis() as u64;
     Ok(Json(out.0))
+}
+
+/// A run in a sandbox made for it (`phantom run --profile` with the
+/// request's limits), for what a warm zygote cannot give.
+async fn run_cold(
+    api: &Api,
+    r: RunReq,
+    timeout: Duration,
+    raised: Raised,
+    t0: Instant,
+) -> ApiResult<Json<RunOut>> {
+    let _active = Active::new(&api.metrics);
+    let spec = phantom_zygote::backend::RunSpec {
+        id: format!("api-run-{}", phantom_zygote::random_hex(6)),
+        profile: r.profile.clone(),
+        argv: r.argv,
+        workspace: None,
+        stdin: r.stdin,
+        timeout,
+        limits: Limits {
+            memory: r.memory,
+            cpus: r.cpus,
+            pids: r.pids,
+            network: None,
+            workspace_size: r.workspace_size,
+            raised,
+        },
+        env: r.env,
+    };
+    // A client that goes away cancels: the run is killed.
+    let cancel = CancellationToken::new();
+    let _on_drop = cancel.clone().drop_guard();
+    let o = api
+        .backend
+        .run(spec, cancel)
+        .await
+        .map_err(|e| ApiError::of_backend(&format!("the run of profile {:?}", r.profile), e))?;
+    Ok(Json(RunOut {
+        exit_code: o.exit_code.unwrap_or(-1),
+        stdout: o.stdout,
+        stderr: o.stderr,
+        stdout_truncated_bytes: o.stdout_truncated_bytes,
+        stderr_truncated_bytes: o.stderr_truncated_bytes,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        timed_out: o.timed_out,
+        path: Some("cold"),
+        error: None,
+    }))
 }
 
 /// Runs argv in a zygote with pipes for its stdio. Returns the outcome,
@@ -832,6 +893,9 @@ struct CreateReq {
     cpus: Option<f64>,
     pids: Option<i64>,
     network: Option<String>,
+    /// Most bytes the sandbox's workspace may hold (at most the profile's
+    /// `resources.workspace`).
+    workspace_size: Option<String>,
 }
 
 fn info(id: &str, o: &Owned, status: &str) -> Value {
@@ -856,7 +920,9 @@ async fn create(
                 .ok_or_else(|| bad(format!("network {n:?}: expected none, loopback or host")))
         })
         .transpose()?;
-    let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+    let mut resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    resources.workspace = phantom_zygote::limits::check_workspace(r.workspace_size.as_deref(), "")
         .map_err(|e| bad(format!("{e:#}")))?;
     let raised = api.raises.for_key(&key.0);
     check_narrowing_raised(
@@ -877,6 +943,7 @@ async fn create(
         cpus: r.cpus,
         pids: r.pids,
         network: r.network,
+        workspace_size: r.workspace_size,
         raised,
     };
     let made = match api.backend.create(&id, &r.profile, &limits).await {

@@ -64,6 +64,11 @@ pub enum Loosened {
         asked: u64,
         allowed: u64,
     },
+    /// The size of a workspace phantom makes (`resources.workspace`).
+    Workspace {
+        asked: u64,
+        allowed: u64,
+    },
 }
 
 impl Loosened {
@@ -77,6 +82,7 @@ impl Loosened {
             Loosened::Pids { .. } => "pids",
             Loosened::Tmp { .. } => "tmp",
             Loosened::Shm { .. } => "shm",
+            Loosened::Workspace { .. } => "workspace_size",
         }
     }
 }
@@ -95,7 +101,11 @@ pub struct NarrowingError {
 
 impl fmt::Display for NarrowingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (p, field, name) = (&self.prefix, self.loosened.field(), &self.profile);
+        let (p, mut field, name) = (&self.prefix, self.loosened.field(), &self.profile);
+        if p == "--" && field == "workspace_size" {
+            // As the flag is spelt.
+            field = "workspace-size";
+        }
         // Whose ceiling it was: the profile's, or the daemon's raise of it.
         let whose = |what: &str| {
             if self.raised {
@@ -118,7 +128,8 @@ impl fmt::Display for NarrowingError {
             ),
             Loosened::Memory { asked, allowed }
             | Loosened::Tmp { asked, allowed }
-            | Loosened::Shm { asked, allowed } => write!(
+            | Loosened::Shm { asked, allowed }
+            | Loosened::Workspace { asked, allowed } => write!(
                 f,
                 "{p}{field} {}: above {} of {} (a request may only narrow its profile)",
                 Bytes(asked),
@@ -248,6 +259,11 @@ pub fn check_narrowing_raised(
     if let (Some(asked), Some(allowed)) = (a.shm, p.shm) {
         if asked > allowed {
             return Err(refuse(Loosened::Shm { asked, allowed }, false));
+        }
+    }
+    if let (Some(asked), Some(allowed)) = (a.workspace, p.workspace) {
+        if asked > allowed {
+            return Err(refuse(Loosened::Workspace { asked, allowed }, false));
         }
     }
     Ok(())
@@ -439,6 +455,22 @@ mod tests {
             ..Default::default()
         });
         assert!(check_narrowing_raised(&p, &one_gib, "", &low).is_ok());
+        // A workspace size above the profile's is refused, named as the
+        // caller spells it.
+        let mut ws = p.clone();
+        ws.resources.workspace = Some(1 << 30);
+        let big = res(Resources {
+            workspace: Some(2 << 30),
+            ..Default::default()
+        });
+        let e = check_narrowing(&ws, &big, "").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "workspace_size 2 GiB: above the profile python-dev's limit of 1 GiB \
+             (a request may only narrow its profile)"
+        );
+        let e = check_narrowing(&ws, &big, "--").unwrap_err();
+        assert!(e.to_string().starts_with("--workspace-size 2 GiB"), "{e}");
         // CPUs are not raised: still the profile's.
         let cpus = res(Resources {
             cpu: Some(64.0),

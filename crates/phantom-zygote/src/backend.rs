@@ -42,6 +42,8 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
     pub network: Option<String>,
+    /// Most bytes the sandbox's fresh workspace may hold (`--workspace-size`).
+    pub workspace_size: Option<String>,
     /// The operator's ceilings for the key asking (checked by the caller;
     /// passed on so that phantom's own check agrees).
     pub raised: phantom_policy::Raised,
@@ -70,6 +72,9 @@ impl Limits {
         }
         if let Some(n) = &self.network {
             a.extend(["--network".into(), n.clone()]);
+        }
+        if let Some(w) = &self.workspace_size {
+            a.extend(["--workspace-size".into(), w.clone()]);
         }
         a
     }

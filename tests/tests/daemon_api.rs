@@ -2721,6 +2721,30 @@ fn a_workspace_size_limits_what_a_rest_sandbox_writes() {
         err.contains("No space left on device") && !out.contains("rc=0"),
         "16 MiB went into an 8 MiB workspace\n{r}"
     );
+    // The files API writes where the sandbox sees them, within the limit
+    // (not on the disk underneath the sandbox's tmpfs).
+    d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["sh", "-c", "rm -f /workspace/*"]}),
+    )
+    .expect(200);
+    let five = vec![b'x'; 5 << 20];
+    d.files("PUT", "/v1/sandboxes/ws-small/files/a", KEY_A, Some(&five))
+        .expect(204);
+    let r = d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["stat", "-c", "%s", "/workspace/a"]}),
+    );
+    r.expect(200);
+    assert_eq!(r.json()["stdout"], format!("{}\n", 5 << 20), "{r}");
+    let r = d.files("PUT", "/v1/sandboxes/ws-small/files/b", KEY_A, Some(&five));
+    r.expect_error(500);
+    assert!(
+        !r.text().contains(d.dir.path().to_str().unwrap()) && !r.text().contains("/proc/"),
+        "{r}"
+    );
     d.call("DELETE", "/v1/sandboxes/ws-small", KEY_A, None)
         .expect(204);
     let r = d.call(
@@ -2786,5 +2810,226 @@ fn a_workspace_size_limits_what_a_rest_sandbox_writes() {
         );
         r.expect_error(400);
     }
+    d.stop_and_check_clean();
+}
+
+/// Per-key ceilings and a CPU ceiling (issue 14 item 1): `--max-memory`
+/// and `--max-cpus` raise every key's ceiling, `--key-max-memory
+/// KEYID=SIZE` one key's only (in place of the daemon-wide one); beyond
+/// them is 403 naming the daemon's raised limit. A raised run is served
+/// (cold: a zygote takes no more than its profile's).
+#[test]
+fn per_key_and_cpu_ceilings_are_the_operators() {
+    require_root!();
+    // KEY_A is key@line2, KEY_B key@line3.
+    let Some(mut d) = Daemon::start(&[
+        "--max-memory",
+        "2GiB",
+        "--key-max-memory",
+        "key@line3=3GiB",
+        "--max-cpus",
+        "3",
+    ]) else {
+        return;
+    };
+    let body = |id: &str, k: &str, v: Value| {
+        let mut b = json!({"profile": "python-dev", "id": id});
+        b[k] = v;
+        b
+    };
+    let refused = |r: &Resp, said: &str| {
+        r.expect_error(403);
+        assert!(
+            r.text().contains(said) && r.text().contains("a request may only narrow its profile"),
+            "{r}"
+        );
+    };
+    // Key A: the daemon-wide 2 GiB; key B: its own 3 GiB.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-a", "memory", json!("3GiB"))),
+    );
+    refused(
+        &r,
+        "memory 3 GiB: above the daemon's raised limit for the profile python-dev of 2 GiB",
+    );
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_B,
+        Some(&body("pk-b", "memory", json!("3GiB"))),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pk-b", KEY_B, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_B,
+        Some(&body("pk-b2", "memory", json!("4GiB"))),
+    );
+    refused(
+        &r,
+        "memory 4 GiB: above the daemon's raised limit for the profile python-dev of 3 GiB",
+    );
+    // CPUs: python-dev has 2, the operator allows 3, never more.
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-cpu", "cpus", json!(3.0))),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pk-cpu", KEY_A, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-cpu2", "cpus", json!(4.0))),
+    );
+    refused(
+        &r,
+        "cpus 4: above the daemon's raised limit for the profile python-dev of 3 CPUs",
+    );
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["true"], "cpus": 8.0})),
+    );
+    refused(&r, "cpus 8: above");
+    // A raised run is served, in a sandbox made for it.
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_B,
+        Some(&json!({"profile": "python-dev", "argv": ["echo", "big"], "memory": "3GiB"})),
+    );
+    r.expect(200);
+    assert_eq!(
+        (&r.json()["stdout"], &r.json()["path"]),
+        (&json!("big\n"), &json!("cold")),
+        "{r}"
+    );
+    d.stop_and_check_clean();
+}
+
+/// One JSON line to the daemon's unix socket and its one-line answer, as
+/// a hand-written client would.
+fn raw_daemon_request(socket: &Path, req: &Value) -> Value {
+    use std::io::BufRead;
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
+}
+
+/// The daemon's local socket (issue 14 item 1): a hand-written client
+/// asking for a warm run with limits above the profile's is refused by the
+/// daemon, naming the rule, and one that asks without them and then sends
+/// loosened limits to the zygote is refused by the zygote's runner; the
+/// CLI exits 2 as for its own check. Nothing runs with the loosened limits.
+#[test]
+fn the_local_socket_rechecks_a_warm_runs_limits() {
+    use std::os::fd::AsRawFd;
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--pool", "python-dev=1"]) else {
+        return;
+    };
+    d.wait_ready("python-dev", 1);
+    let rule = "a request may only narrow its profile";
+    let four_gib = json!({"memory": {"limit": 4i64 << 30, "swap": 4i64 << 30}});
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false,
+                "resources": four_gib}),
+    );
+    let err = reply["error"].as_str().unwrap_or_default();
+    assert!(
+        reply["zygote"].is_null()
+            && reply["refused"] == json!(true)
+            && err.contains("memory 4 GiB: above the profile python-dev's limit of 1 GiB")
+            && err.contains(rule),
+        "a loosened warm request was not refused: {reply}"
+    );
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false,
+                "resources": {"pids": {"limit": -1}}}),
+    );
+    assert_eq!(reply["refused"], json!(true), "unlimited pids: {reply}");
+    // Asked without limits, then sent to the zygote with them.
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false}),
+    );
+    let zygote = reply["zygote"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no zygote handed out: {reply}"))
+        .to_owned();
+    use nix::sys::socket::{
+        connect, recv, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    let conn = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(conn.as_raw_fd(), &UnixAddr::new(zygote.as_str()).unwrap()).unwrap();
+    let marker = d.dir.path().join("ran-loosened");
+    let req = json!({
+        "args": ["sh", "-c", format!("touch {}", marker.display())],
+        "env": [],
+        "resources": four_gib,
+    });
+    let null = fs::File::open("/dev/null").unwrap();
+    let fds = [null.as_raw_fd(); 3];
+    let packet = format!("X{req}");
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[std::io::IoSlice::new(packet.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = recv(conn.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+    let answer: Value = serde_json::from_slice(&buf[..n]).unwrap_or(json!(null));
+    drop(conn);
+    let err = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        answer["status"] == json!(2) && err.contains("memory 4 GiB: above") && err.contains(rule),
+        "the zygote took limits above its profile's: {answer}"
+    );
+    assert!(!marker.exists(), "the loosened request ran");
+    // The CLI: refused before anything is sent (exit 2, the rule named).
+    let mut c = d.rt.command(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--memory",
+        "4GiB",
+        "--",
+        "true",
+    ]);
+    c.env("PHANTOM_DAEMON_SOCKET", d.socket())
+        .env("PHANTOM_SANDBOX_DIR", d.sandboxes());
+    let out = try_output(c, Duration::from_secs(30)).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(rule),
+        "{}",
+        describe(&out)
+    );
     d.stop_and_check_clean();
 }

@@ -45,7 +45,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct Owned {
     pub key: String,
     pub profile: String,
-    pub workspace: PathBuf,
+    /// Not in the registry: a restarted daemon only destroys what it finds.
+    #[serde(skip)]
+    pub workspace: phantom_zygote::backend::WorkspaceDir,
 }
 
 pub struct Api {
@@ -168,7 +170,14 @@ impl From<FileError> for ApiError {
         let code = match &e {
             FileError::NotFound(_) => StatusCode::NOT_FOUND,
             FileError::TooBig(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            FileError::Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            // May name the workspace's host side: the log's, not the client's.
+            FileError::Io(..) => {
+                return ApiError::backend(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the file access in the workspace",
+                    e,
+                )
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(code, e.to_string())
@@ -630,6 +639,22 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
     ))
 }
 
+/// Whether the run's limits are above its profile's own (allowed by an
+/// operator's raise, or `run_limits` would have refused them).
+fn beyond_profile(r: &RunReq, profile: &Profile) -> bool {
+    let Ok(res) = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "") else {
+        return false;
+    };
+    phantom_policy::check_limits(
+        &profile.name,
+        &profile.resources,
+        &res,
+        "",
+        &Raised::default(),
+    )
+    .is_err()
+}
+
 #[derive(Serialize)]
 struct RunOut {
     exit_code: i32,
@@ -680,9 +705,11 @@ async fn run(
         )
     })?;
     let t0 = Instant::now();
-    if r.workspace_size.is_some() {
+    if r.workspace_size.is_some() || beyond_profile(&r, &profile) {
         // A workspace of its own size needs a sandbox made for it (a
-        // zygote's was made with the profile's): the cold path.
+        // zygote's was made with the profile's), and so do limits the
+        // operator raised beyond the profile: a zygote's runner takes no
+        // more than the limits it was made with.
         return run_cold(&api, r, timeout, raised, t0).await;
     }
     let own = resources.is_some();

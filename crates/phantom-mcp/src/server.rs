@@ -107,7 +107,7 @@ impl Drop for Permit {
 
 struct Owned {
     profile: String,
-    workspace: PathBuf,
+    workspace: phantom_zygote::backend::WorkspaceDir,
     created: Instant,
     _permit: Permit,
 }
@@ -643,7 +643,7 @@ impl PhantomMcp {
     }
 
     /// The workspace of a sandbox of this session.
-    fn workspace(&self, id: &str) -> Result<PathBuf, ToolError> {
+    fn workspace(&self, id: &str) -> Result<phantom_zygote::backend::WorkspaceDir, ToolError> {
         self.session
             .sandboxes
             .lock()

@@ -23,14 +23,16 @@ pub struct Narrowing {
 }
 
 /// What the operator lets a caller have beyond its profile (the daemon's
-/// `--allow-host-network KEYID`, `--max-memory`, `--max-pids`): each set
-/// field raises the profile's ceiling to it, never lowers it. A request
-/// never sets these; only the daemon's configuration does.
+/// `--allow-host-network KEYID`, `--max-memory`, `--max-pids`,
+/// `--max-cpus`, or the same per key): each set field raises the
+/// profile's ceiling to it, never lowers it. A request never sets these;
+/// only the daemon's configuration does.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Raised {
     pub network: Option<NetworkMode>,
     pub memory: Option<u64>,
     pub pids: Option<i64>,
+    pub cpus: Option<f64>,
 }
 
 /// The one field of a request that asked for more than its profile allows.
@@ -233,7 +235,32 @@ pub fn check_narrowing_raised(
             ));
         }
     }
-    let (a, p) = (&asked.resources, &profile.resources);
+    check_limits(
+        &profile.name,
+        &profile.resources,
+        &asked.resources,
+        prefix,
+        raised,
+    )
+}
+
+/// The limits part of [`check_narrowing_raised`], against `own` (the
+/// profile `name`'s resources, or those a zygote of it was made with: its
+/// runner checks each request's limits so, whoever sent them).
+pub fn check_limits(
+    name: &str,
+    own: &Resources,
+    asked: &Resources,
+    prefix: &str,
+    raised: &Raised,
+) -> Result<(), NarrowingError> {
+    let refuse = |loosened, raised| NarrowingError {
+        prefix: prefix.to_string(),
+        profile: name.to_string(),
+        loosened,
+        raised,
+    };
+    let (a, p) = (asked, own);
     if let (Some(asked), Some(own)) = (a.memory, p.memory) {
         let allowed = raised.memory.map_or(own, |r| r.max(own));
         if asked > allowed {
@@ -246,9 +273,10 @@ pub fn check_narrowing_raised(
             return Err(refuse(Loosened::Pids { asked, allowed }, allowed != own));
         }
     }
-    if let (Some(asked), Some(allowed)) = (a.cpu, p.cpu) {
+    if let (Some(asked), Some(own)) = (a.cpu, p.cpu) {
+        let allowed = raised.cpus.map_or(own, |r| r.max(own));
         if asked > allowed {
-            return Err(refuse(Loosened::Cpus { asked, allowed }, false));
+            return Err(refuse(Loosened::Cpus { asked, allowed }, allowed != own));
         }
     }
     if let (Some(asked), Some(allowed)) = (a.tmp, p.tmp) {
@@ -424,6 +452,7 @@ mod tests {
             network: Some(NetworkMode::Host),
             memory: Some(2 << 30),
             pids: Some(1024),
+            cpus: None,
         };
         let asked = Narrowing {
             mode: None,
@@ -471,12 +500,54 @@ mod tests {
         );
         let e = check_narrowing(&ws, &big, "--").unwrap_err();
         assert!(e.to_string().starts_with("--workspace-size 2 GiB"), "{e}");
-        // CPUs are not raised: still the profile's.
+        // CPUs not raised: still the profile's; raised: up to the raise.
         let cpus = res(Resources {
             cpu: Some(64.0),
             ..Default::default()
         });
         assert!(check_narrowing_raised(&p, &cpus, "", &raised).is_err());
+        let four = Raised {
+            cpus: Some(4.0),
+            ..raised
+        };
+        let e = check_narrowing_raised(&p, &cpus, "", &four).unwrap_err();
+        assert_eq!(
+            e.loosened,
+            Loosened::Cpus {
+                asked: 64.0,
+                allowed: 4.0
+            }
+        );
+        assert!(e.raised);
+        let three = res(Resources {
+            cpu: Some(3.0),
+            ..Default::default()
+        });
+        assert!(check_narrowing_raised(&p, &three, "", &four).is_ok());
+    }
+
+    /// Limits that come as OCI resources (a warm run's, over a socket)
+    /// are checked as the profile's own: "unlimited" is the most there is.
+    #[test]
+    fn oci_limits_read_back_and_are_checked() {
+        let p = python_dev();
+        let asked = Resources {
+            memory: Some(256 << 20),
+            cpu: Some(1.5),
+            pids: Some(64),
+            ..Default::default()
+        };
+        let back = crate::policy::resources_from_oci(&crate::policy::resources_to_oci(&asked));
+        assert_eq!(back, asked);
+        assert!(check_limits(&p.name, &p.resources, &back, "", &Raised::default()).is_ok());
+        let mut unlimited = crate::policy::resources_to_oci(&asked);
+        if let Some(pids) = unlimited.pids().clone().as_mut() {
+            pids.set_limit(-1);
+            unlimited.set_pids(Some(pids.clone()));
+        }
+        let back = crate::policy::resources_from_oci(&unlimited);
+        let e = check_limits(&p.name, &p.resources, &back, "", &Raised::default()).unwrap_err();
+        assert_eq!(e.loosened.field(), "pids");
     }
 
     #[test]

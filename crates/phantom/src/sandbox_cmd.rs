@@ -218,6 +218,7 @@ fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
         network,
         memory: args.raise_memory,
         pids: args.raise_pids,
+        cpus: args.raise_cpus,
     })
 }
 

@@ -541,10 +541,9 @@ mod tests {
         assert_eq!(back, asked);
         assert!(check_limits(&p.name, &p.resources, &back, "", &Raised::default()).is_ok());
         let mut unlimited = crate::policy::resources_to_oci(&asked);
-        if let Some(pids) = unlimited.pids().clone().as_mut() {
-            pids.set_limit(-1);
-            unlimited.set_pids(Some(pids.clone()));
-        }
+        let mut pids = unlimited.pids().expect("pids were set");
+        pids.set_limit(-1);
+        unlimited.set_pids(Some(pids));
         let back = crate::policy::resources_from_oci(&unlimited);
         let e = check_limits(&p.name, &p.resources, &back, "", &Raised::default()).unwrap_err();
         assert_eq!(e.loosened.field(), "pids");

@@ -302,6 +302,11 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         && s.mode.is_none()
         && s.network.is_none()
         && s.profile_path.is_none()
+        // The daemon's raises are per API key; its socket serves none.
+        && s.raise_network.is_none()
+        && s.raise_memory.is_none()
+        && s.raise_pids.is_none()
+        && s.raise_cpus.is_none()
         && a.console_socket.is_none()
         && a.pid_file.is_none()
         && !a.detach

@@ -815,3 +815,37 @@ fn workspace_size_with_a_caller_workspace_is_refused() {
     );
     s.assert_clean();
 }
+
+/// The daemon's CPU ceiling reaches the CLI it runs as the hidden
+/// `--raise-cpus` (issue 14 item 1): up to it is served, beyond it is
+/// exit 2 naming the daemon's raised limit; without it the profile's 2.
+#[test]
+fn a_raised_cpu_ceiling_goes_that_far_and_no_further() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--profile", "python-dev", "--no-daemon"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "true"]);
+        s.run(&args)
+    };
+    let out = run(&["--cpus", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("--cpus 3: above the profile python-dev's limit of 2 CPUs"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&["--cpus", "3", "--raise-cpus", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run(&["--cpus", "4", "--raise-cpus", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(
+            "--cpus 4: above the daemon's raised limit for the profile python-dev of 3 CPUs"
+        ),
+        "{}",
+        describe(&out)
+    );
+    s.assert_clean();
+}

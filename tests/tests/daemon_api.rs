@@ -2740,7 +2740,8 @@ fn a_workspace_size_limits_what_a_rest_sandbox_writes() {
     r.expect(200);
     assert_eq!(r.json()["stdout"], format!("{}\n", 5 << 20), "{r}");
     let r = d.files("PUT", "/v1/sandboxes/ws-small/files/b", KEY_A, Some(&five));
-    r.expect_error(500);
+    r.expect_error(507);
+    assert!(r.text().contains("the workspace is full"), "{r}");
     assert!(
         !r.text().contains(d.dir.path().to_str().unwrap()) && !r.text().contains("/proc/"),
         "{r}"

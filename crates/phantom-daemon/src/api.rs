@@ -170,6 +170,15 @@ impl From<FileError> for ApiError {
         let code = match &e {
             FileError::NotFound(_) => StatusCode::NOT_FOUND,
             FileError::TooBig(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            // A full workspace (its size limit) is the client's to know.
+            FileError::Io(path, io)
+                if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                return ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("path {path:?}: the workspace is full (its size limit)"),
+                )
+            }
             // May name the workspace's host side: the log's, not the client's.
             FileError::Io(..) => {
                 return ApiError::backend(

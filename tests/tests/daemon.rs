@@ -571,7 +571,7 @@ fn a_warm_workspace_keeps_its_size_limit_and_copy_in() {
     std::fs::create_dir_all(&profiles).unwrap();
     let text = include_str!("../../profiles/python-dev.yaml")
         .replacen("profile: python-dev", "profile: ws-warm", 1)
-        .replacen("shm: 64MiB }", "shm: 64MiB, workspace: 8MiB }", 1);
+        .replacen("workspace: 1GiB }", "workspace: 8MiB }", 1);
     assert!(
         text.contains("workspace: 8MiB"),
         "python-dev.yaml changed shape"

@@ -2389,3 +2389,648 @@ fn ids_and_values_are_checked_at_the_api_edge() {
     );
     d.stop_and_check_clean();
 }
+
+/// Runs `phantom --root ROOT` with the daemon's sandboxes directory, as
+/// the daemon's own backend would: for sandboxes a test makes beside it.
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let mut c = d.rt.command(args);
+    c.env("PHANTOM_SANDBOX_DIR", d.sandboxes());
+    try_output(c, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Destroys the CLI-made sandboxes of a test when it ends, passed or not.
+struct CliSandboxes {
+    bin: PathBuf,
+    root: PathBuf,
+    sandboxes: PathBuf,
+    ids: Vec<String>,
+}
+
+impl CliSandboxes {
+    fn new(d: &Daemon, ids: &[&str]) -> CliSandboxes {
+        CliSandboxes {
+            bin: runtime_binary(),
+            root: d.rt.root().to_path_buf(),
+            sandboxes: d.sandboxes(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Drop for CliSandboxes {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            for args in [vec!["destroy", id], vec!["delete", "--force", id]] {
+                let mut c = Command::new(&self.bin);
+                c.arg("--root")
+                    .arg(&self.root)
+                    .args(&args)
+                    .env("PHANTOM_SANDBOX_DIR", &self.sandboxes)
+                    .stdin(Stdio::null());
+                let _ = try_output(c, Duration::from_secs(30));
+            }
+            phantom_tests::remove_cgroup(&format!("/{id}"));
+        }
+    }
+}
+
+/// The daemon's sweep (issue 14 item 3): at start, a sandbox directory of
+/// its root that no live sandbox holds (what a killed create or a
+/// `phantom delete` leaves: bundle and workspace, a file in it) is
+/// removed; a live sandbox of another id is untouched and still runs.
+#[test]
+fn the_daemon_sweeps_leftover_sandbox_directories_at_start() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let (left, live) = ("sweep-left", "sweep-live");
+    let _cleanup = CliSandboxes::new(&d, &[left, live]);
+    // python-dev with a workspace on disk (its own is a tmpfs that goes
+    // with its sandbox): what a leftover could hand to a later sandbox.
+    let pp = d.dir.path().join("profiles-on-disk");
+    fs::create_dir_all(&pp).unwrap();
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", "profile: on-disk", 1)
+        .replacen(", workspace: 1GiB }", " }", 1);
+    assert!(
+        !text.contains("workspace: 1GiB"),
+        "python-dev.yaml changed shape"
+    );
+    fs::write(pp.join("on-disk.yaml"), text).unwrap();
+    let pp = pp.display().to_string();
+    for id in [left, live] {
+        let out = cli(
+            &d,
+            &["create", "--profile-path", &pp, "--profile", "on-disk", id],
+        );
+        assert!(out.status.success(), "create {id}\n{}", describe(&out));
+    }
+    let out = cli(
+        &d,
+        &[
+            "exec",
+            left,
+            "--",
+            "sh",
+            "-c",
+            "echo secret > /workspace/left",
+        ],
+    );
+    assert!(out.status.success(), "exec\n{}", describe(&out));
+    // The container goes, its directory stays: an orphan.
+    let out = cli(&d, &["delete", "--force", left]);
+    assert!(out.status.success(), "delete --force\n{}", describe(&out));
+    assert!(d.sandboxes().join(left).join("workspace/left").exists());
+    d.spawn(&[]);
+    assert!(
+        wait_until(Duration::from_secs(5), || !d
+            .sandboxes()
+            .join(left)
+            .exists()),
+        "the leftover directory survived the daemon's start: {:?}\n--- stderr ---\n{}",
+        tree(&d.sandboxes().join(left)),
+        d.stderr()
+    );
+    assert!(
+        d.sandboxes().join(live).join("workspace").is_dir(),
+        "the live sandbox's directory was swept: {:?}",
+        tree(&d.sandboxes())
+    );
+    let out = cli(&d, &["exec", live, "--", "echo", "alive"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "alive\n",
+        "the live sandbox no longer runs\n{}",
+        describe(&out)
+    );
+    let out = cli(&d, &["destroy", live]);
+    assert!(out.status.success(), "destroy\n{}", describe(&out));
+    d.stop_and_check_clean();
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i64> {
+    let want = argv.join("\0");
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.trim_end_matches('\0') == want && phantom_tests::pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A client that hangs up on a warm `POST /v1/run` (issue 14 item 5): the
+/// program is killed within moments, not left to run to its end, and the
+/// audit line says 499, disconnected.
+#[test]
+fn a_hung_up_warm_run_is_killed() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--pool", "python-dev=1"]) else {
+        return;
+    };
+    d.wait_ready("python-dev", 1);
+    // A duration no other process on the host runs with.
+    let secs = format!("30.{}", std::process::id());
+    let argv = ["sleep", secs.as_str()];
+    let body = json!({"profile": "python-dev", "argv": argv}).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    write_request(&mut s, d.port, "POST", "/v1/run", KEY_A, &body, true).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !pids_running(&argv).is_empty()),
+        "the warm run never started\n--- stderr ---\n{}",
+        d.stderr()
+    );
+    drop(s);
+    let gone = wait_until(Duration::from_secs(2), || pids_running(&argv).is_empty());
+    let left = pids_running(&argv);
+    for p in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        gone,
+        "2 s after the client hung up, the run still runs (pids {left:?})"
+    );
+    let l = d.audit_line("the hung-up warm run", |l| {
+        l["path"] == "/v1/run" && l["method"] == "POST"
+    });
+    assert_eq!(
+        (&l["status"], &l["disconnected"]),
+        (&json!(499), &json!(true)),
+        "audit line of the hung-up run: {l}"
+    );
+    d.stop_and_check_clean();
+}
+
+/// Error bodies of backend failures carry nothing from the host (issue 14
+/// item 4): no state root, cgroup file, sandboxes directory, profile
+/// directory or raw log line; the client gets what failed and a
+/// reference, and the audit line has the detail under that reference.
+#[test]
+fn backend_failures_tell_the_client_nothing_of_the_host() {
+    require_root!();
+    let Some(mut d) = Daemon::prepare() else {
+        return;
+    };
+    let profiles = d.dir.path().join("profiles");
+    fs::create_dir(&profiles).unwrap();
+    d.spawn(&["--profile-path", profiles.to_str().unwrap()]);
+    let tmp = std::env::temp_dir().display().to_string();
+    let host: Vec<String> = vec![
+        d.rt.root().display().to_string(),
+        d.dir.path().display().to_string(),
+        d.sandboxes().display().to_string(),
+        "/sys/fs/cgroup".into(),
+        "/var/lib".into(),
+        format!("{tmp}/"),
+        "level=".into(),
+        "time=\"".into(),
+    ];
+    let clean = |r: &Resp, what: &str| {
+        let body = r.text();
+        for h in &host {
+            assert!(
+                !body.contains(h.as_str()),
+                "{what}: the body carries {h:?} from the host\n{r}"
+            );
+        }
+    };
+    // The reference in the body leads to the detail in the audit line.
+    let referenced = |r: &Resp, what: &str| {
+        let reference = r.json()["reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!reference.is_empty(), "{what}: no reference\n{r}");
+        assert!(r.text().contains(&reference), "{what}\n{r}");
+        let l = d.audit_line(what, |l| l["reference"] == reference.as_str());
+        assert!(
+            l["error_detail"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: the audit line has no detail: {l}"
+        );
+        l
+    };
+    // Limits the host's cgroup refuses (a CPU quota below the kernel's
+    // least): a create, and a run.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "err-cpu", "cpus": 0.0001})),
+    );
+    assert!(r.status == 400 || r.status == 500, "{r}");
+    r.expect_error(r.status);
+    clean(&r, "create with limits the host refuses");
+    assert!(
+        r.text().contains("err-cpu"),
+        "the sandbox is not named\n{r}"
+    );
+    let l = referenced(&r, "create with limits the host refuses");
+    assert!(
+        l["error_detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("cpu")),
+        "{l}"
+    );
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["true"], "cpus": 0.0001})),
+    );
+    r.expect_error(500);
+    clean(&r, "run with limits the host refuses");
+    referenced(&r, "run with limits the host refuses");
+    // An exec in a sandbox whose state the test broke.
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "err-state"})),
+    )
+    .expect(201);
+    let state = d.rt.root().join("err-state/state.json");
+    let saved = fs::read(&state).unwrap();
+    fs::write(&state, b"{ broken").unwrap();
+    let r = d.exec(
+        "/v1/sandboxes/err-state",
+        KEY_A,
+        &json!({"argv": ["echo", "hi"]}),
+    );
+    fs::write(&state, &saved).unwrap();
+    r.expect_error(500);
+    clean(&r, "exec with a broken state");
+    assert!(r.text().contains("err-state"), "{r}");
+    referenced(&r, "exec with a broken state");
+    d.call("DELETE", "/v1/sandboxes/err-state", KEY_A, None)
+        .expect(204);
+    // An unknown profile: not the directories the daemon searched.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "no-such-profile"})),
+    );
+    r.expect_error(400);
+    clean(&r, "unknown profile");
+    assert!(r.text().contains("no-such-profile"), "{r}");
+    d.stop_and_check_clean();
+}
+
+/// A workspace size over REST (issue 14 item 7): a sandbox made with
+/// `workspace_size` 8MiB cannot write 16 MiB into /workspace (ENOSPC), in
+/// a persistent sandbox and in a run; a size above the profile's (python-dev
+/// holds 1 GiB) is 403 naming the rule, a size that is none 400.
+#[test]
+fn a_workspace_size_limits_what_a_rest_sandbox_writes() {
+    require_root!();
+    let Some(mut d) = Daemon::start(&[]) else {
+        return;
+    };
+    let fill = "head -c 16777216 /dev/zero > /workspace/big; echo rc=$?; \
+                head -c 1048576 /dev/zero > /workspace/small && echo small-ok";
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "id": "ws-small", "workspace_size": "8MiB"})),
+    );
+    r.expect(201);
+    let r = d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["sh", "-c", "rm -f /workspace/*; ".to_owned() + fill]}),
+    );
+    r.expect(200);
+    let v = r.json();
+    let (out, err) = (
+        v["stdout"].as_str().unwrap_or_default(),
+        v["stderr"].as_str().unwrap_or_default(),
+    );
+    assert!(
+        err.contains("No space left on device") && !out.contains("rc=0"),
+        "16 MiB went into an 8 MiB workspace\n{r}"
+    );
+    // The files API writes where the sandbox sees them, within the limit
+    // (not on the disk underneath the sandbox's tmpfs).
+    d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["sh", "-c", "rm -f /workspace/*"]}),
+    )
+    .expect(200);
+    let five = vec![b'x'; 5 << 20];
+    d.files("PUT", "/v1/sandboxes/ws-small/files/a", KEY_A, Some(&five))
+        .expect(204);
+    let r = d.exec(
+        "/v1/sandboxes/ws-small",
+        KEY_A,
+        &json!({"argv": ["stat", "-c", "%s", "/workspace/a"]}),
+    );
+    r.expect(200);
+    assert_eq!(r.json()["stdout"], format!("{}\n", 5 << 20), "{r}");
+    let r = d.files("PUT", "/v1/sandboxes/ws-small/files/b", KEY_A, Some(&five));
+    r.expect_error(507);
+    assert!(r.text().contains("the workspace is full"), "{r}");
+    assert!(
+        !r.text().contains(d.dir.path().to_str().unwrap()) && !r.text().contains("/proc/"),
+        "{r}"
+    );
+    d.call("DELETE", "/v1/sandboxes/ws-small", KEY_A, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["sh", "-c", fill],
+                      "workspace_size": "8MiB"})),
+    );
+    r.expect(200);
+    let v = r.json();
+    assert!(
+        v["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left on device"))
+            && !v["stdout"].as_str().unwrap_or_default().contains("rc=0"),
+        "a run wrote 16 MiB into an 8 MiB workspace\n{r}"
+    );
+    // Without a size of its own, the profile's 1 GiB: 16 MiB fit.
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["sh", "-c", fill]})),
+    );
+    r.expect(200);
+    assert!(
+        r.json()["stdout"]
+            .as_str()
+            .is_some_and(|o| o.contains("rc=0")),
+        "{r}"
+    );
+    for path in ["/v1/sandboxes", "/v1/run"] {
+        let r = d.call(
+            "POST",
+            path,
+            KEY_A,
+            Some(
+                &json!({"profile": "python-dev", "id": "ws-big", "argv": ["true"],
+                          "workspace_size": "2GiB"})
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    // Each endpoint's own fields only.
+                    o.remove(if path == "/v1/run" { "id" } else { "argv" });
+                    Value::Object(o)
+                })
+                .unwrap(),
+            ),
+        );
+        r.expect_error(403);
+        assert!(
+            r.text()
+                .contains("workspace_size 2 GiB: above the profile python-dev's limit of 1 GiB")
+                && r.text().contains("a request may only narrow its profile"),
+            "{path}: {r}"
+        );
+        let r = d.call(
+            "POST",
+            path,
+            KEY_A,
+            Some(&json!({"profile": "python-dev", "workspace_size": "lots"})),
+        );
+        r.expect_error(400);
+    }
+    d.stop_and_check_clean();
+}
+
+/// Per-key ceilings and a CPU ceiling (issue 14 item 1): `--max-memory`
+/// and `--max-cpus` raise every key's ceiling, `--key-max-memory
+/// KEYID=SIZE` one key's only (in place of the daemon-wide one); beyond
+/// them is 403 naming the daemon's raised limit. A raised run is served
+/// (cold: a zygote takes no more than its profile's).
+#[test]
+fn per_key_and_cpu_ceilings_are_the_operators() {
+    require_root!();
+    // KEY_A is key@line2, KEY_B key@line3.
+    let Some(mut d) = Daemon::start(&[
+        "--max-memory",
+        "2GiB",
+        "--key-max-memory",
+        "key@line3=3GiB",
+        "--max-cpus",
+        "3",
+    ]) else {
+        return;
+    };
+    let body = |id: &str, k: &str, v: Value| {
+        let mut b = json!({"profile": "python-dev", "id": id});
+        b[k] = v;
+        b
+    };
+    let refused = |r: &Resp, said: &str| {
+        r.expect_error(403);
+        assert!(
+            r.text().contains(said) && r.text().contains("a request may only narrow its profile"),
+            "{r}"
+        );
+    };
+    // Key A: the daemon-wide 2 GiB; key B: its own 3 GiB.
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-a", "memory", json!("3GiB"))),
+    );
+    refused(
+        &r,
+        "memory 3 GiB: above the daemon's raised limit for the profile python-dev of 2 GiB",
+    );
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_B,
+        Some(&body("pk-b", "memory", json!("3GiB"))),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pk-b", KEY_B, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_B,
+        Some(&body("pk-b2", "memory", json!("4GiB"))),
+    );
+    refused(
+        &r,
+        "memory 4 GiB: above the daemon's raised limit for the profile python-dev of 3 GiB",
+    );
+    // CPUs: python-dev has 2, the operator allows 3, never more.
+    d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-cpu", "cpus", json!(3.0))),
+    )
+    .expect(201);
+    d.call("DELETE", "/v1/sandboxes/pk-cpu", KEY_A, None)
+        .expect(204);
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        KEY_A,
+        Some(&body("pk-cpu2", "cpus", json!(4.0))),
+    );
+    refused(
+        &r,
+        "cpus 4: above the daemon's raised limit for the profile python-dev of 3 CPUs",
+    );
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_A,
+        Some(&json!({"profile": "python-dev", "argv": ["true"], "cpus": 8.0})),
+    );
+    refused(&r, "cpus 8: above");
+    // A raised run is served, in a sandbox made for it.
+    let r = d.call(
+        "POST",
+        "/v1/run",
+        KEY_B,
+        Some(&json!({"profile": "python-dev", "argv": ["echo", "big"], "memory": "3GiB"})),
+    );
+    r.expect(200);
+    assert_eq!(
+        (&r.json()["stdout"], &r.json()["path"]),
+        (&json!("big\n"), &json!("cold")),
+        "{r}"
+    );
+    d.stop_and_check_clean();
+}
+
+/// One JSON line to the daemon's unix socket and its one-line answer, as
+/// a hand-written client would.
+fn raw_daemon_request(socket: &Path, req: &Value) -> Value {
+    use std::io::BufRead;
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
+}
+
+/// The daemon's local socket (issue 14 item 1): a hand-written client
+/// asking for a warm run with limits above the profile's is refused by the
+/// daemon, naming the rule, and one that asks without them and then sends
+/// loosened limits to the zygote is refused by the zygote's runner; the
+/// CLI exits 2 as for its own check. Nothing runs with the loosened limits.
+#[test]
+fn the_local_socket_rechecks_a_warm_runs_limits() {
+    use std::os::fd::AsRawFd;
+    require_root!();
+    let Some(mut d) = Daemon::start(&["--pool", "python-dev=1"]) else {
+        return;
+    };
+    d.wait_ready("python-dev", 1);
+    let rule = "a request may only narrow its profile";
+    let four_gib = json!({"memory": {"limit": 4i64 << 30, "swap": 4i64 << 30}});
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false,
+                "resources": four_gib}),
+    );
+    let err = reply["error"].as_str().unwrap_or_default();
+    assert!(
+        reply["zygote"].is_null()
+            && reply["refused"] == json!(true)
+            && err.contains("memory 4 GiB: above the profile python-dev's limit of 1 GiB")
+            && err.contains(rule),
+        "a loosened warm request was not refused: {reply}"
+    );
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false,
+                "resources": {"pids": {"limit": -1}}}),
+    );
+    assert_eq!(reply["refused"], json!(true), "unlimited pids: {reply}");
+    // Asked without limits, then sent to the zygote with them.
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"op": "acquire", "profile": "python-dev", "python": false}),
+    );
+    let zygote = reply["zygote"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no zygote handed out: {reply}"))
+        .to_owned();
+    use nix::sys::socket::{
+        connect, recv, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    let conn = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(conn.as_raw_fd(), &UnixAddr::new(zygote.as_str()).unwrap()).unwrap();
+    let marker = d.dir.path().join("ran-loosened");
+    let req = json!({
+        "args": ["sh", "-c", format!("touch {}", marker.display())],
+        "env": [],
+        "resources": four_gib,
+    });
+    let null = fs::File::open("/dev/null").unwrap();
+    let fds = [null.as_raw_fd(); 3];
+    let packet = format!("X{req}");
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[std::io::IoSlice::new(packet.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = recv(conn.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+    let answer: Value = serde_json::from_slice(&buf[..n]).unwrap_or(json!(null));
+    drop(conn);
+    let err = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        answer["status"] == json!(2) && err.contains("memory 4 GiB: above") && err.contains(rule),
+        "the zygote took limits above its profile's: {answer}"
+    );
+    assert!(!marker.exists(), "the loosened request ran");
+    // The CLI: refused before anything is sent (exit 2, the rule named).
+    let mut c = d.rt.command(&[
+        "run",
+        "--profile",
+        "python-dev",
+        "--memory",
+        "4GiB",
+        "--",
+        "true",
+    ]);
+    c.env("PHANTOM_DAEMON_SOCKET", d.socket())
+        .env("PHANTOM_SANDBOX_DIR", d.sandboxes());
+    let out = try_output(c, Duration::from_secs(30)).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(rule),
+        "{}",
+        describe(&out)
+    );
+    d.stop_and_check_clean();
+}

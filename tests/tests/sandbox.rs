@@ -458,10 +458,11 @@ fn a_leftover_sandbox_directory_is_never_reused() {
     let Some(s) = Sbx::new() else { return };
     let id = s.rt.id("ks");
     let ok = |out: &Output, what: &str| assert!(out.status.success(), "{what}\n{}", describe(out));
-    ok(
-        &s.run(&["create", "--profile", "python-dev", &id]),
-        "create",
-    );
+    // A workspace on disk (python-dev's own is a tmpfs that goes with its
+    // sandbox): what a leftover could hand to the next sandbox.
+    let pp = unlimited_python_dev(&s);
+    let create = ["create", "--profile-path", &pp, "--profile", "on-disk", &id];
+    ok(&s.run(&create), "create");
     ok(
         &s.run(&[
             "exec",
@@ -482,10 +483,7 @@ fn a_leftover_sandbox_directory_is_never_reused() {
         .join(&id)
         .join("workspace/left")
         .exists());
-    ok(
-        &s.run(&["create", "--profile", "python-dev", &id]),
-        "create again",
-    );
+    ok(&s.run(&create), "create again");
     let out = s.run(&["exec", &id, "--", "ls", "-A", "/workspace"]);
     ok(&out, "ls /workspace");
     assert_eq!(stdout(&out), "", "the new sandbox sees the old workspace");
@@ -614,18 +612,35 @@ fn bytes_under(dir: &Path) -> u64 {
         .sum()
 }
 
+/// python-dev without its workspace limit, as the user profile `on-disk`:
+/// its workspace is a plain directory on the host's disk. Returns the
+/// --profile-path dir.
+fn unlimited_python_dev(s: &Sbx) -> String {
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", "profile: on-disk", 1)
+        .replacen(", workspace: 1GiB }", " }", 1);
+    assert!(
+        !text.contains("workspace: 1GiB"),
+        "python-dev.yaml changed shape"
+    );
+    let dir = s.dir.path().join("profiles-on-disk");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("on-disk.yaml"), text).unwrap();
+    dir.display().to_string()
+}
+
 /// python-dev as a user profile named `name` whose workspace holds at most
 /// `workspace` (resources.workspace); returns the --profile-path dir.
 fn profile_with_workspace(s: &Sbx, name: &str, workspace: &str) -> String {
     let text = include_str!("../../profiles/python-dev.yaml")
         .replacen("profile: python-dev", &format!("profile: {name}"), 1)
         .replacen(
-            "shm: 64MiB }",
-            &format!("shm: 64MiB, workspace: {workspace} }}"),
+            "workspace: 1GiB }",
+            &format!("workspace: {workspace} }}"),
             1,
         );
     assert!(
-        text.contains("workspace: "),
+        text.contains(&format!("workspace: {workspace} }}")),
         "python-dev.yaml changed shape"
     );
     let dir = s.dir.path().join("profiles");
@@ -795,6 +810,40 @@ fn workspace_size_with_a_caller_workspace_is_refused() {
     // The conflict is named (not merely an unknown flag).
     assert!(
         stderr(&out).contains("cannot be used with") && stderr(&out).contains("'--workspace-size"),
+        "{}",
+        describe(&out)
+    );
+    s.assert_clean();
+}
+
+/// The daemon's CPU ceiling reaches the CLI it runs as the hidden
+/// `--raise-cpus` (issue 14 item 1): up to it is served, beyond it is
+/// exit 2 naming the daemon's raised limit; without it the profile's 2.
+#[test]
+fn a_raised_cpu_ceiling_goes_that_far_and_no_further() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--profile", "python-dev", "--no-daemon"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "true"]);
+        s.run(&args)
+    };
+    let out = run(&["--cpus", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("--cpus 3: above the profile python-dev's limit of 2 CPUs"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&["--cpus", "3", "--raise-cpus", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run(&["--cpus", "4", "--raise-cpus", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(
+            "--cpus 4: above the daemon's raised limit for the profile python-dev of 3 CPUs"
+        ),
         "{}",
         describe(&out)
     );

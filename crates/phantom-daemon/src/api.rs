@@ -45,7 +45,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct Owned {
     pub key: String,
     pub profile: String,
-    pub workspace: PathBuf,
+    /// Not in the registry: a restarted daemon only destroys what it finds.
+    #[serde(skip)]
+    pub workspace: phantom_zygote::backend::WorkspaceDir,
 }
 
 pub struct Api {
@@ -74,37 +76,92 @@ pub struct Api {
 /// How many `/v1/run` requests may hold a sandbox at once.
 pub const MAX_RUNS: usize = 64;
 
-pub struct ApiError(StatusCode, String);
+/// An error answer: `{"error": ...}` with a message for the client. A
+/// failure of the backend (phantom's own messages, which name host paths:
+/// the state root, cgroup files, the sandboxes directory) never reaches
+/// the body: the client gets what failed, for which sandbox, and a
+/// reference; the daemon's log and the audit line get the detail under
+/// that reference (issue 14 item 4).
+pub struct ApiError {
+    status: StatusCode,
+    msg: String,
+    /// Set for backend failures: the detail is logged under it.
+    hidden: Option<Hidden>,
+}
+
+/// What the daemon logs and audits for a backend failure.
+#[derive(Clone, Debug)]
+pub struct Hidden {
+    pub reference: String,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            msg: msg.into(),
+            hidden: None,
+        }
+    }
+
+    /// A backend failure: `what` ("create of sandbox \"x\"") is for the
+    /// client; `detail` goes to the daemon's log under a fresh reference.
+    fn backend(status: StatusCode, what: &str, detail: impl std::fmt::Display) -> ApiError {
+        let reference = format!("err-{}", phantom_zygote::random_hex(6));
+        let detail = detail.to_string();
+        eprintln!("phantom daemon: [{reference}] {what} failed: {detail}");
+        ApiError {
+            status,
+            msg: format!("{what} failed (reference {reference}; the daemon's log has the details)"),
+            hidden: Some(Hidden { reference, detail }),
+        }
+    }
+
+    /// A backend error of `what`: its kind gives the status, its text goes
+    /// to the log only.
+    fn of_backend(what: &str, e: BackendError) -> ApiError {
+        match e {
+            // Our own words: the id is the client's.
+            BackendError::AlreadyExists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{what}: a sandbox of that id already exists"),
+            ),
+            BackendError::Invalid(m) => ApiError::backend(StatusCode::BAD_REQUEST, what, m),
+            BackendError::Failed(m) => {
+                ApiError::backend(StatusCode::INTERNAL_SERVER_ERROR, what, m)
+            }
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut body = json!({"error": self.msg});
+        if let Some(h) = &self.hidden {
+            body["reference"] = json!(h.reference);
+        }
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(h) = self.hidden {
+            r.extensions_mut().insert(h);
+        }
+        r
     }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
+    ApiError::new(StatusCode::BAD_REQUEST, msg)
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("no sandbox {id:?}"))
-}
-
-impl From<BackendError> for ApiError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::AlreadyExists(m) => ApiError(StatusCode::CONFLICT, m),
-            BackendError::Invalid(m) => bad(m),
-            BackendError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
-        }
-    }
+    ApiError::new(StatusCode::NOT_FOUND, format!("no sandbox {id:?}"))
 }
 
 /// A request that would loosen its profile: the key is not allowed what
 /// it asked for (403), whatever else is right with the request.
 impl From<NarrowingError> for ApiError {
     fn from(e: NarrowingError) -> Self {
-        ApiError(StatusCode::FORBIDDEN, e.to_string())
+        ApiError::new(StatusCode::FORBIDDEN, e.to_string())
     }
 }
 
@@ -113,10 +170,26 @@ impl From<FileError> for ApiError {
         let code = match &e {
             FileError::NotFound(_) => StatusCode::NOT_FOUND,
             FileError::TooBig(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            FileError::Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A full workspace (its size limit) is the client's to know.
+            FileError::Io(path, io)
+                if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                return ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("path {path:?}: the workspace is full (its size limit)"),
+                )
+            }
+            // May name the workspace's host side: the log's, not the client's.
+            FileError::Io(..) => {
+                return ApiError::backend(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the file access in the workspace",
+                    e,
+                )
+            }
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError(code, e.to_string())
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -136,7 +209,7 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/sandboxes/{id}/files/{*path}",
             get(get_file).put(put_file),
         )
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -174,6 +247,8 @@ struct Accounting {
     /// The status answered; None until the response is ready, so a drop
     /// before it is a disconnect.
     status: Option<u16>,
+    /// A backend failure's reference and detail (never in the body).
+    hidden: Option<Hidden>,
 }
 
 impl Accounting {
@@ -218,6 +293,10 @@ impl Drop for Accounting {
         });
         if disconnected {
             entry["disconnected"] = json!(true);
+        }
+        if let Some(h) = &self.hidden {
+            entry["reference"] = json!(h.reference);
+            entry["error_detail"] = json!(h.detail);
         }
         if let Some(id) = self
             .path
@@ -282,22 +361,20 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
         key: key.clone(),
         counted: false,
         status: None,
+        hidden: None,
     };
     let resp = if path == "/health" {
         next.run(req).await
     } else if let Some(k) = &key {
         if api.draining.load(Ordering::SeqCst) {
             refuse_unread(
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the daemon is stopping".into(),
-                )
-                .into_response(),
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping")
+                    .into_response(),
                 with_body,
             )
         } else if let Err(wait) = api.limit.check(&k.0) {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut r = ApiError(
+            let mut r = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "rate limit of {} requests per second reached",
@@ -314,9 +391,9 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
             next.run(req).await
         }
     } else {
-        let mut r = ApiError(
+        let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing or unknown API key (send X-API-Key or Authorization: Bearer)".into(),
+            "missing or unknown API key (send X-API-Key or Authorization: Bearer)",
         )
         .into_response();
         r.headers_mut().insert(
@@ -341,11 +418,12 @@ async fn guard(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Res
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             msg = format!("request body larger than the limit of {MAX_BODY} bytes");
         }
-        ApiError(status, msg).into_response()
+        ApiError::new(status, msg).into_response()
     } else {
         resp
     };
     acct.status = Some(resp.status().as_u16());
+    acct.hidden = resp.extensions().get::<Hidden>().cloned();
     resp
 }
 
@@ -397,10 +475,22 @@ impl Api {
 
     /// The profile `name`, as the request's ceiling.
     fn check_profile(&self, name: &str) -> ApiResult<Profile> {
+        use phantom_policy::ProfileError;
         phantom_policy::Catalog::load(&self.profile_dirs)
             .get(name)
             .map(|e| e.profile.clone())
-            .map_err(|e| bad(format!("profile: {e}")))
+            .map_err(|e| match e {
+                // Without the directories searched: they are the host's.
+                ProfileError::NotFound { name, builtin, .. } => bad(format!(
+                    "profile {name:?}: no such profile (built in: {})",
+                    builtin.join(", ")
+                )),
+                e => ApiError::backend(
+                    StatusCode::BAD_REQUEST,
+                    &format!("loading the profile {name:?}"),
+                    e,
+                ),
+            })
     }
 
     /// Destroy every sandbox made through the API (SIGTERM).
@@ -525,12 +615,17 @@ struct RunReq {
     memory: Option<String>,
     cpus: Option<f64>,
     pids: Option<i64>,
+    /// Most bytes the run's fresh workspace may hold (at most the profile's
+    /// `resources.workspace`).
+    workspace_size: Option<String>,
 }
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
 /// profile's own); refused (403) above `profile`'s.
 fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Option<Value>> {
-    let res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+    let mut res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    res.workspace = phantom_zygote::limits::check_workspace(r.workspace_size.as_deref(), "")
         .map_err(|e| bad(format!("{e:#}")))?;
     check_narrowing_raised(
         profile,
@@ -542,6 +637,8 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
         "",
         raised,
     )?;
+    // The workspace is made with the sandbox, not set on its cgroup.
+    res.workspace = None;
     if res == Default::default() {
         return Ok(None);
     }
@@ -549,6 +646,22 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
         serde_json::to_value(phantom_policy::policy::resources_to_oci(&res))
             .map_err(|e| bad(e.to_string()))?,
     ))
+}
+
+/// Whether the run's limits are above its profile's own (allowed by an
+/// operator's raise, or `run_limits` would have refused them).
+fn beyond_profile(r: &RunReq, profile: &Profile) -> bool {
+    let Ok(res) = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "") else {
+        return false;
+    };
+    phantom_policy::check_limits(
+        &profile.name,
+        &profile.resources,
+        &res,
+        "",
+        &Raised::default(),
+    )
+    .is_err()
 }
 
 #[derive(Serialize)]
@@ -592,23 +705,34 @@ async fn run(
     check_env(&r.env)?;
     let timeout = timeout_of(r.timeout_ms)?;
     let profile = api.check_profile(&r.profile)?;
-    let resources = run_limits(&r, &profile, &api.raises.for_key(&key.0))?;
+    let raised = api.raises.for_key(&key.0);
+    let resources = run_limits(&r, &profile, &raised)?;
     let _slot = api.runs.try_acquire().map_err(|_| {
-        ApiError(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{MAX_RUNS} runs are under way; try again when one ends"),
         )
     })?;
     let t0 = Instant::now();
+    if r.workspace_size.is_some() || beyond_profile(&r, &profile) {
+        // A workspace of its own size needs a sandbox made for it (a
+        // zygote's was made with the profile's), and so do limits the
+        // operator raised beyond the profile: a zygote's runner takes no
+        // more than the limits it was made with.
+        return run_cold(&api, r, timeout, raised, t0).await;
+    }
     let own = resources.is_some();
     let python = phantom_zygote::python_serves(&r.argv) && !own;
     let (zygote, path) = match api.pools.acquire(&r.profile, python) {
         Some(z) => (z, "warm"),
         None => (
-            api.pools
-                .on_demand(&r.profile)
-                .await
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?,
+            api.pools.on_demand(&r.profile).await.map_err(|e| {
+                ApiError::backend(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("making a sandbox of the profile {:?}", r.profile),
+                    format!("{e:#}"),
+                )
+            })?,
             "cold",
         ),
     };
@@ -630,6 +754,54 @@ async fn run(
     Ok(Json(out.0))
 }
 
+/// A run in a sandbox made for it (`phantom run --profile` with the
+/// request's limits), for what a warm zygote cannot give.
+async fn run_cold(
+    api: &Api,
+    r: RunReq,
+    timeout: Duration,
+    raised: Raised,
+    t0: Instant,
+) -> ApiResult<Json<RunOut>> {
+    let _active = Active::new(&api.metrics);
+    let spec = phantom_zygote::backend::RunSpec {
+        id: format!("api-run-{}", phantom_zygote::random_hex(6)),
+        profile: r.profile.clone(),
+        argv: r.argv,
+        workspace: None,
+        stdin: r.stdin,
+        timeout,
+        limits: Limits {
+            memory: r.memory,
+            cpus: r.cpus,
+            pids: r.pids,
+            network: None,
+            workspace_size: r.workspace_size,
+            raised,
+        },
+        env: r.env,
+    };
+    // A client that goes away cancels: the run is killed.
+    let cancel = CancellationToken::new();
+    let _on_drop = cancel.clone().drop_guard();
+    let o = api
+        .backend
+        .run(spec, cancel)
+        .await
+        .map_err(|e| ApiError::of_backend(&format!("the run of profile {:?}", r.profile), e))?;
+    Ok(Json(RunOut {
+        exit_code: o.exit_code.unwrap_or(-1),
+        stdout: o.stdout,
+        stderr: o.stderr,
+        stdout_truncated_bytes: o.stdout_truncated_bytes,
+        stderr_truncated_bytes: o.stderr_truncated_bytes,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        timed_out: o.timed_out,
+        path: Some("cold"),
+        error: None,
+    }))
+}
+
 /// Runs argv in a zygote with pipes for its stdio. Returns the outcome,
 /// how long after the request the program was running, and how long the
 /// request itself took (from the hand-over to the end).
@@ -642,7 +814,13 @@ async fn run_in(
     timeout: Duration,
     resources: Option<Value>,
 ) -> ApiResult<(RunOut, Option<Duration>, Duration)> {
-    let fail = |e: anyhow::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+    let fail = |e: anyhow::Error| {
+        ApiError::backend(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the run in a warm sandbox",
+            format!("{e:#}"),
+        )
+    };
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(e.into()));
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
@@ -687,11 +865,25 @@ async fn run_in(
         drop(in_w);
     }
     let (lease, t0) = waited;
+    // A client that hangs up drops this future, not the blocked thread
+    // that owns the lease: this ends the connection on drop, so the
+    // runner kills the program instead of letting it run to its end.
+    let _hang_up = lease.hang_up_handle().map_err(fail)?;
     let finished = tokio::task::spawn_blocking(move || lease.wait(t0))
         .await
         .map_err(|e| fail(e.into()))?
         .map_err(fail)?;
     let total = handed.elapsed();
+    if let Some(detail) = &finished.detail {
+        // The runner could not set the sandbox up (its limits): a backend
+        // failure, whose detail names host cgroup files.
+        let what = finished.error.as_deref().unwrap_or("the run");
+        return Err(ApiError::backend(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the run ({what})"),
+            detail,
+        ));
+    }
     // The program has exited; its output ends when the last holder of the
     // pipes does. A process that left the request's group (setsid in a
     // fork server's request) may keep them open: do not wait for it.
@@ -737,6 +929,9 @@ struct CreateReq {
     cpus: Option<f64>,
     pids: Option<i64>,
     network: Option<String>,
+    /// Most bytes the sandbox's workspace may hold (at most the profile's
+    /// `resources.workspace`).
+    workspace_size: Option<String>,
 }
 
 fn info(id: &str, o: &Owned, status: &str) -> Value {
@@ -761,7 +956,9 @@ async fn create(
                 .ok_or_else(|| bad(format!("network {n:?}: expected none, loopback or host")))
         })
         .transpose()?;
-    let resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+    let mut resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
+        .map_err(|e| bad(format!("{e:#}")))?;
+    resources.workspace = phantom_zygote::limits::check_workspace(r.workspace_size.as_deref(), "")
         .map_err(|e| bad(format!("{e:#}")))?;
     let raised = api.raises.for_key(&key.0);
     check_narrowing_raised(
@@ -782,9 +979,24 @@ async fn create(
         cpus: r.cpus,
         pids: r.pids,
         network: r.network,
+        workspace_size: r.workspace_size,
         raised,
     };
-    let made = api.backend.create(&id, &r.profile, &limits).await?;
+    let made = match api.backend.create(&id, &r.profile, &limits).await {
+        Ok(m) => m,
+        Err(e) => {
+            if !matches!(e, BackendError::AlreadyExists(_)) {
+                // A create that failed midway may leave its directory.
+                let root = api.backend.root.clone().unwrap_or_default();
+                let id = id.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::remove_orphan(&root, &id)).await;
+            }
+            return Err(ApiError::of_backend(
+                &format!("create of sandbox {id:?}"),
+                e,
+            ));
+        }
+    };
     let o = Owned {
         key: key.0,
         profile: r.profile,
@@ -837,7 +1049,10 @@ async fn destroy(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     api.owner_check(&id, &key)?;
-    api.backend.destroy(&id).await?;
+    api.backend
+        .destroy(&id)
+        .await
+        .map_err(|e| ApiError::of_backend(&format!("destroy of sandbox {id:?}"), e))?;
     api.owned
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -874,7 +1089,8 @@ async fn exec(
     let o = api
         .backend
         .exec(&id, &r.argv, &r.env, r.stdin, timeout, cancel)
-        .await?;
+        .await
+        .map_err(|e| ApiError::of_backend(&format!("exec in sandbox {id:?}"), e))?;
     Ok(Json(RunOut {
         exit_code: o.exit_code.unwrap_or(-1),
         stdout: o.stdout,
@@ -906,7 +1122,7 @@ async fn list_files(
     let entries =
         tokio::task::spawn_blocking(move || files::list(&o.workspace, &rel, depth, 10_000))
             .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(json!({ "entries": entries })))
 }
 
@@ -918,7 +1134,7 @@ async fn get_file(
     let o = api.owner_check(&id, &key)?;
     let data = tokio::task::spawn_blocking(move || files::read(&o.workspace, &path, MAX_FILE))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from(data),
@@ -935,6 +1151,6 @@ async fn put_file(
     let o = api.owner_check(&id, &key)?;
     tokio::task::spawn_blocking(move || files::write(&o.workspace, &path, &body))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::NO_CONTENT)
 }

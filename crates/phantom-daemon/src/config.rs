@@ -61,6 +61,19 @@ pub struct DaemonArgs {
     /// Let API requests ask for up to N pids beyond their profile's
     #[arg(long, value_name = "N")]
     pub max_pids: Option<i64>,
+    /// Let API requests ask for up to N CPUs beyond their profile's, e.g. 4
+    #[arg(long, value_name = "N")]
+    pub max_cpus: Option<f64>,
+    /// --max-memory for one key only, KEYID=SIZE (repeatable; wins over
+    /// --max-memory for that key)
+    #[arg(long = "key-max-memory", value_name = "KEYID=SIZE")]
+    pub key_max_memory: Vec<String>,
+    /// --max-pids for one key only, KEYID=N (repeatable)
+    #[arg(long = "key-max-pids", value_name = "KEYID=N")]
+    pub key_max_pids: Vec<String>,
+    /// --max-cpus for one key only, KEYID=N (repeatable)
+    #[arg(long = "key-max-cpus", value_name = "KEYID=N")]
+    pub key_max_cpus: Vec<String>,
     /// Print the running daemon's pools and exit
     #[arg(long)]
     pub status: bool,
@@ -133,6 +146,14 @@ struct FileConfig {
     allow_host_network: Vec<String>,
     max_memory: Option<SizeValue>,
     max_pids: Option<i64>,
+    max_cpus: Option<f64>,
+    /// Per key id: `key_max_memory: {key@line3: 4GiB}`.
+    #[serde(default)]
+    key_max_memory: std::collections::BTreeMap<String, SizeValue>,
+    #[serde(default)]
+    key_max_pids: std::collections::BTreeMap<String, i64>,
+    #[serde(default)]
+    key_max_cpus: std::collections::BTreeMap<String, f64>,
 }
 
 /// Everything the daemon runs with.
@@ -165,21 +186,116 @@ pub struct Raises {
     pub max_memory: Option<u64>,
     /// Pids any key may ask for, beyond its profile's.
     pub max_pids: Option<i64>,
+    /// CPUs any key may ask for, beyond its profile's.
+    pub max_cpus: Option<f64>,
+    /// Ceilings of one key (`--key-max-*`), in place of the ones above.
+    pub per_key: std::collections::BTreeMap<String, KeyRaises>,
+}
+
+/// One key's own ceilings (unset: the daemon-wide one applies).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRaises {
+    pub memory: Option<u64>,
+    pub pids: Option<i64>,
+    pub cpus: Option<f64>,
 }
 
 impl Raises {
-    /// The ceilings raised for `key`.
+    /// The ceilings raised for `key`: its own, else the daemon-wide ones.
     pub fn for_key(&self, key: &str) -> phantom_policy::Raised {
+        let own = self.per_key.get(key).cloned().unwrap_or_default();
         phantom_policy::Raised {
             network: self
                 .host_network_keys
                 .iter()
                 .any(|k| k == key)
                 .then_some(phantom_policy::NetworkMode::Host),
-            memory: self.max_memory,
-            pids: self.max_pids,
+            memory: own.memory.or(self.max_memory),
+            pids: own.pids.or(self.max_pids),
+            cpus: own.cpus.or(self.max_cpus),
         }
     }
+}
+
+/// A key id as `--allow-host-network` and `--key-max-*` take it (never a
+/// key: a key itself never goes into a config file).
+fn check_key_id(flag: &str, k: &str) -> Result<()> {
+    let line = k
+        .strip_prefix("key@line")
+        .and_then(|n| n.parse::<usize>().ok());
+    if line.is_none() {
+        bail!(
+            "{flag} {k:?}: expected a key id such as key@line2 (the line of the key in --api-keys)"
+        );
+    }
+    Ok(())
+}
+
+/// `KEYID=VALUE` of a `--key-max-*` flag.
+fn key_value<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{flag} {s:?}: expected KEYID=VALUE, e.g. key@line3=4GiB"))?;
+    check_key_id(flag, k)?;
+    Ok((k, v))
+}
+
+fn check_cpus(flag: &str, n: f64) -> Result<f64> {
+    if !(n > 0.0 && n.is_finite()) {
+        bail!("{flag} {n}: must be a positive number of CPUs");
+    }
+    Ok(n)
+}
+
+fn check_pids(flag: &str, n: i64) -> Result<i64> {
+    if n < 1 {
+        bail!("{flag} {n}: must be at least 1");
+    }
+    Ok(n)
+}
+
+/// The per-key ceilings of the file, then of the flags (which win).
+fn per_key(
+    a: &DaemonArgs,
+    f: &FileConfig,
+) -> Result<std::collections::BTreeMap<String, KeyRaises>> {
+    let mut m: std::collections::BTreeMap<String, KeyRaises> = Default::default();
+    for (k, v) in &f.key_max_memory {
+        check_key_id("key_max_memory", k)?;
+        let n =
+            crate::parse_size(&v.clone().text()).with_context(|| format!("key_max_memory {k}"))?;
+        m.entry(k.clone()).or_default().memory = Some(n);
+    }
+    for (k, v) in &f.key_max_pids {
+        check_key_id("key_max_pids", k)?;
+        m.entry(k.clone()).or_default().pids = Some(check_pids("key_max_pids", *v)?);
+    }
+    for (k, v) in &f.key_max_cpus {
+        check_key_id("key_max_cpus", k)?;
+        m.entry(k.clone()).or_default().cpus = Some(check_cpus("key_max_cpus", *v)?);
+    }
+    for s in &a.key_max_memory {
+        let (k, v) = key_value("--key-max-memory", s)?;
+        let n = crate::parse_size(v).with_context(|| format!("--key-max-memory {s:?}"))?;
+        m.entry(k.to_string()).or_default().memory = Some(n);
+    }
+    for s in &a.key_max_pids {
+        let (k, v) = key_value("--key-max-pids", s)?;
+        let n = v
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| anyhow!("--key-max-pids {s:?}: {v:?} is not a number"))?;
+        m.entry(k.to_string()).or_default().pids = Some(check_pids("--key-max-pids", n)?);
+    }
+    for s in &a.key_max_cpus {
+        let (k, v) = key_value("--key-max-cpus", s)?;
+        let n = v
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| anyhow!("--key-max-cpus {s:?}: {v:?} is not a number"))?;
+        m.entry(k.to_string()).or_default().cpus = Some(check_cpus("--key-max-cpus", n)?);
+    }
+    Ok(m)
 }
 
 /// `PROFILE=N` (a fixed size) or `PROFILE=MIN..MAX`.
@@ -266,6 +382,7 @@ impl Config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let per_key = per_key(a, &f)?;
         let mut pools = f.pools.clone();
         for p in &a.pools {
             pools.push(parse_pool("--pool", p, PoolKind::Zygote)?);
@@ -334,28 +451,29 @@ impl Config {
         host_network_keys.extend(a.allow_host_network.iter().cloned());
         for k in &host_network_keys {
             // Key ids, not keys: a key itself never goes into a config file.
-            let line = k
-                .strip_prefix("key@line")
-                .and_then(|n| n.parse::<usize>().ok());
-            if line.is_none() {
-                bail!("--allow-host-network {k:?}: expected a key id such as key@line2 (the line of the key in --api-keys)");
-            }
+            check_key_id("--allow-host-network", k)?;
         }
         let max_memory = match a.max_memory.clone().or(f.max_memory.map(SizeValue::text)) {
             Some(s) => Some(crate::parse_size(&s).context("--max-memory")?),
             None => None,
         };
-        let max_pids = a.max_pids.or(f.max_pids);
-        if let Some(n) = max_pids {
-            if n < 1 {
-                bail!("--max-pids {n}: must be at least 1");
-            }
-        }
+        let max_pids = a
+            .max_pids
+            .or(f.max_pids)
+            .map(|n| check_pids("--max-pids", n))
+            .transpose()?;
+        let max_cpus = a
+            .max_cpus
+            .or(f.max_cpus)
+            .map(|n| check_cpus("--max-cpus", n))
+            .transpose()?;
         Ok(Config {
             raises: Raises {
                 host_network_keys,
                 max_memory,
                 max_pids,
+                max_cpus,
+                per_key,
             },
             root: root.to_path_buf(),
             socket: phantom_zygote::socket_path(a.socket.as_deref().or(f.socket.as_deref())),
@@ -400,6 +518,49 @@ mod tests {
         assert_eq!(r.network, Some(phantom_policy::NetworkMode::Host));
         assert_eq!((r.memory, r.pids), (Some(4 << 30), Some(2048)));
         assert_eq!(c.raises.for_key("key@line2").network, None);
+        // Per key: its own ceilings win, the others stay daemon-wide.
+        let a = DaemonArgs {
+            max_memory: Some("2GiB".into()),
+            max_cpus: Some(4.0),
+            key_max_memory: vec!["key@line3=8GiB".into()],
+            key_max_pids: vec!["key@line3=4096".into()],
+            key_max_cpus: vec!["key@line2=1.5".into()],
+            ..Default::default()
+        };
+        let c = Config::new(Path::new("/run/phantom-test"), &a).unwrap();
+        let r3 = c.raises.for_key("key@line3");
+        assert_eq!(
+            (r3.memory, r3.pids, r3.cpus),
+            (Some(8 << 30), Some(4096), Some(4.0))
+        );
+        let r2 = c.raises.for_key("key@line2");
+        assert_eq!(
+            (r2.memory, r2.pids, r2.cpus),
+            (Some(2 << 30), None, Some(1.5))
+        );
+        for bad in [
+            DaemonArgs {
+                key_max_memory: vec!["phantom-secret-key=1GiB".into()],
+                ..Default::default()
+            },
+            DaemonArgs {
+                key_max_pids: vec!["key@line3".into()],
+                ..Default::default()
+            },
+            DaemonArgs {
+                key_max_cpus: vec!["key@line3=-1".into()],
+                ..Default::default()
+            },
+            DaemonArgs {
+                max_cpus: Some(0.0),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                Config::new(Path::new("/run/phantom-test"), &bad).is_err(),
+                "{bad:?}"
+            );
+        }
         let bad = DaemonArgs {
             allow_host_network: vec!["phantom-secret-key".into()],
             ..Default::default()
@@ -443,6 +604,15 @@ mod tests {
         assert_eq!(c.memory_budget, 2 << 30);
         assert_eq!(c.pools.len(), 2);
         assert_eq!(c.pools[1].kind, PoolKind::Python);
+        std::fs::write(
+            &p,
+            "max_cpus: 3\nkey_max_memory: {key@line4: 3GiB}\nkey_max_cpus: {key@line4: 6}\n",
+        )
+        .unwrap();
+        let c = Config::new(Path::new("/run/x"), &a).unwrap();
+        let r = c.raises.for_key("key@line4");
+        assert_eq!((r.memory, r.cpus), (Some(3 << 30), Some(6.0)));
+        assert_eq!(c.raises.for_key("key@line2").cpus, Some(3.0));
         std::fs::write(&p, "pools:\n  - {profile: x, min: 1, max: 2, size: 3}\n").unwrap();
         let e = format!("{:#}", Config::new(Path::new("/run/x"), &a).unwrap_err());
         assert!(e.contains("size"), "{e}");

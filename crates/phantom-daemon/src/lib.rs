@@ -118,6 +118,7 @@ async fn serve(
         None => None,
     };
     remove_left_sandboxes(&cfg).await;
+    sweep_orphans(&cfg.root);
     let manager = tokio::spawn(Arc::clone(&pools).manage());
     let unix_task = tokio::spawn(unix::serve(listener, Arc::clone(&pools)));
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -211,4 +212,38 @@ async fn remove_left_sandboxes(cfg: &Config) {
         let _ = backend.destroy(id).await;
     }
     let _ = std::fs::remove_file(&registry);
+}
+
+/// The sweep at start: sandbox directories of this daemon's `--root` that
+/// no live sandbox holds (a create killed midway, a sandbox `phantom
+/// delete`d instead of destroyed) are removed, so that no later sandbox of
+/// that id starts in what they left (issue 14 item 3).
+pub fn sweep_orphans(root: &Path) {
+    use phantom_runtime::sandbox::{self, Swept};
+    let store = phantom_runtime::state::StateStore::new(root);
+    for s in sandbox::sweep_orphans(&sandbox::base_dir(), &store) {
+        match s {
+            Swept::Removed(id) => {
+                eprintln!("phantom daemon: removed the leftover sandbox directory of {id}")
+            }
+            Swept::Live(_) => {}
+            Swept::Failed(id, e) => {
+                eprintln!(
+                    "phantom daemon: cannot remove the leftover sandbox directory of {id}: {e}"
+                )
+            }
+        }
+    }
+}
+
+/// After a failed create of `id`: what it may have left (its directory,
+/// if nobody holds it and no container of that id exists) goes.
+pub fn remove_orphan(root: &Path, id: &str) {
+    use phantom_runtime::sandbox;
+    let store = phantom_runtime::state::StateStore::new(root);
+    match sandbox::remove_orphan(&sandbox::base_dir(), id, &store) {
+        Ok(true) => tracing::info!("removed what the failed create of {id} left"),
+        Ok(false) | Err(phantom_runtime::Error::AlreadyExists(_)) => {}
+        Err(e) => tracing::warn!("after the failed create of {id}: {e}"),
+    }
 }

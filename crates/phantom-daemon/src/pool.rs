@@ -576,6 +576,18 @@ impl Pools {
         &self.cfg.root
     }
 
+    /// The profile `name` as this daemon makes zygotes of it (its
+    /// `--profile-path` first, then the system's and the built-in ones).
+    pub fn profile(
+        &self,
+        name: &str,
+    ) -> Result<phantom_policy::Profile, phantom_policy::ProfileError> {
+        let extra: Vec<PathBuf> = self.cfg.profile_path.iter().cloned().collect();
+        phantom_policy::Catalog::load(&phantom_policy::Catalog::search_dirs(&extra))
+            .get(name)
+            .map(|e| e.profile.clone())
+    }
+
     /// Pool sizes for `GET /v1/pools` and `daemon --status`.
     pub fn report(&self) -> Value {
         let st = self.lock();

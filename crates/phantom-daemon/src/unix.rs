@@ -64,6 +64,15 @@ fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
         Some("acquire") => {
             let profile = req["profile"].as_str().unwrap_or_default();
             let python = req["python"].as_bool().unwrap_or(false);
+            // The limits the client will send with its request, checked
+            // here against the profile rather than trusted (`phantom run`
+            // checks before sending; a hand-written client must meet the
+            // same refusal). The zygote's runner checks them again.
+            if let Some(r) = req.get("resources").filter(|r| !r.is_null()) {
+                if let Err(refusal) = check_resources(pools, profile, r) {
+                    return refusal;
+                }
+            }
             match pools.acquire(profile, python) {
                 Some(z) => json!({
                     "zygote": z.socket,
@@ -93,6 +102,26 @@ fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
         Some("pools") => status(&pools.report()),
         _ => json!({"error": format!("unknown request {req}")}),
     }
+}
+
+/// `{"error": ..., "refused": true}` when `resources` (OCI
+/// `LinuxResources`, as a warm request carries them) are above the
+/// profile's: the local socket has no operator raises (those are per API
+/// key), so the profile is the ceiling.
+fn check_resources(pools: &Pools, profile: &str, resources: &Value) -> Result<(), Value> {
+    let p = pools
+        .profile(profile)
+        .map_err(|_| json!({"error": format!("no warm zygote for profile {profile:?}")}))?;
+    let asked = serde_json::from_value::<oci_spec::runtime::LinuxResources>(resources.clone())
+        .map_err(|e| json!({"error": format!("resources: {e}"), "refused": true}))?;
+    phantom_policy::check_limits(
+        &p.name,
+        &p.resources,
+        &phantom_policy::policy::resources_from_oci(&asked),
+        "--",
+        &phantom_policy::Raised::default(),
+    )
+    .map_err(|e| json!({"error": e.to_string(), "refused": true}))
 }
 
 /// `daemon --status`: pools keyed by profile (Python fork servers as

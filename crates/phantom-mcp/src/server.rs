@@ -107,7 +107,7 @@ impl Drop for Permit {
 
 struct Owned {
     profile: String,
-    workspace: PathBuf,
+    workspace: phantom_zygote::backend::WorkspaceDir,
     created: Instant,
     _permit: Permit,
 }
@@ -192,6 +192,10 @@ pub struct LimitArgs {
     /// Network: "none", "loopback" or "host" (default: the profile's, usually none)
     #[serde(default)]
     pub network: Option<String>,
+    /// Most bytes the sandbox's workspace may hold, e.g. "64MiB" (default and
+    /// ceiling: the profile's resources.workspace)
+    #[serde(default)]
+    pub workspace_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -456,7 +460,9 @@ fn check_limits(l: &LimitArgs, profile: &phantom_policy::Profile) -> Result<Limi
         }
     }
     // One parser for sizes, the one phantom's flags use.
-    let resources = phantom_zygote::limits::check(l.memory.as_deref(), l.cpus, l.pids, "")
+    let mut resources = phantom_zygote::limits::check(l.memory.as_deref(), l.cpus, l.pids, "")
+        .map_err(|e| ToolError(format!("{e:#}")))?;
+    resources.workspace = phantom_zygote::limits::check_workspace(l.workspace_size.as_deref(), "")
         .map_err(|e| ToolError(format!("{e:#}")))?;
     phantom_policy::check_narrowing(
         profile,
@@ -473,6 +479,7 @@ fn check_limits(l: &LimitArgs, profile: &phantom_policy::Profile) -> Result<Limi
         cpus: l.cpus,
         pids: l.pids,
         network: l.network.clone(),
+        workspace_size: l.workspace_size.clone(),
         raised: Default::default(),
     })
 }
@@ -636,7 +643,7 @@ impl PhantomMcp {
     }
 
     /// The workspace of a sandbox of this session.
-    fn workspace(&self, id: &str) -> Result<PathBuf, ToolError> {
+    fn workspace(&self, id: &str) -> Result<phantom_zygote::backend::WorkspaceDir, ToolError> {
         self.session
             .sandboxes
             .lock()
@@ -1069,6 +1076,7 @@ mod tests {
             cpus: None,
             pids,
             network: network.map(str::to_string),
+            workspace_size: None,
         };
         let e = check_limits(&args(Some("host"), None, None), &p).unwrap_err();
         assert!(
@@ -1085,5 +1093,14 @@ mod tests {
         assert!(check_limits(&args(None, None, Some(100_000)), &p).is_err());
         let ok = check_limits(&args(Some("none"), Some("256MiB"), Some(64)), &p).unwrap();
         assert_eq!(ok.memory.as_deref(), Some("256MiB"));
+        // python-dev's workspace holds 1 GiB: a tool may ask for less only.
+        let ws = |w: &str| LimitArgs {
+            workspace_size: Some(w.to_string()),
+            ..Default::default()
+        };
+        let e = check_limits(&ws("2GiB"), &p).unwrap_err();
+        assert!(e.0.starts_with("workspace_size 2 GiB: above"), "{}", e.0);
+        let ok = check_limits(&ws("64MiB"), &p).unwrap();
+        assert_eq!(ok.workspace_size.as_deref(), Some("64MiB"));
     }
 }

@@ -24,7 +24,8 @@ pub mod seccomp;
 pub use cache::{CacheKey, CacheOutcome, PolicyCache};
 pub use landlock::{LandlockError, LandlockRules, LandlockStatus};
 pub use narrow::{
-    check_narrowing, check_narrowing_raised, Loosened, Narrowing, NarrowingError, Raised,
+    check_limits, check_narrowing, check_narrowing_raised, Loosened, Narrowing, NarrowingError,
+    Raised,
 };
 pub use oci::{to_oci_spec, SandboxOptions};
 pub use policy::{compile_profile, CompiledPolicy};

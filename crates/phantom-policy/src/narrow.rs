@@ -23,14 +23,16 @@ pub struct Narrowing {
 }
 
 /// What the operator lets a caller have beyond its profile (the daemon's
-/// `--allow-host-network KEYID`, `--max-memory`, `--max-pids`): each set
-/// field raises the profile's ceiling to it, never lowers it. A request
-/// never sets these; only the daemon's configuration does.
+/// `--allow-host-network KEYID`, `--max-memory`, `--max-pids`,
+/// `--max-cpus`, or the same per key): each set field raises the
+/// profile's ceiling to it, never lowers it. A request never sets these;
+/// only the daemon's configuration does.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Raised {
     pub network: Option<NetworkMode>,
     pub memory: Option<u64>,
     pub pids: Option<i64>,
+    pub cpus: Option<f64>,
 }
 
 /// The one field of a request that asked for more than its profile allows.
@@ -64,6 +66,11 @@ pub enum Loosened {
         asked: u64,
         allowed: u64,
     },
+    /// The size of a workspace phantom makes (`resources.workspace`).
+    Workspace {
+        asked: u64,
+        allowed: u64,
+    },
 }
 
 impl Loosened {
@@ -77,6 +84,7 @@ impl Loosened {
             Loosened::Pids { .. } => "pids",
             Loosened::Tmp { .. } => "tmp",
             Loosened::Shm { .. } => "shm",
+            Loosened::Workspace { .. } => "workspace_size",
         }
     }
 }
@@ -95,7 +103,11 @@ pub struct NarrowingError {
 
 impl fmt::Display for NarrowingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (p, field, name) = (&self.prefix, self.loosened.field(), &self.profile);
+        let (p, mut field, name) = (&self.prefix, self.loosened.field(), &self.profile);
+        if p == "--" && field == "workspace_size" {
+            // As the flag is spelt.
+            field = "workspace-size";
+        }
         // Whose ceiling it was: the profile's, or the daemon's raise of it.
         let whose = |what: &str| {
             if self.raised {
@@ -118,7 +130,8 @@ impl fmt::Display for NarrowingError {
             ),
             Loosened::Memory { asked, allowed }
             | Loosened::Tmp { asked, allowed }
-            | Loosened::Shm { asked, allowed } => write!(
+            | Loosened::Shm { asked, allowed }
+            | Loosened::Workspace { asked, allowed } => write!(
                 f,
                 "{p}{field} {}: above {} of {} (a request may only narrow its profile)",
                 Bytes(asked),
@@ -222,7 +235,32 @@ pub fn check_narrowing_raised(
             ));
         }
     }
-    let (a, p) = (&asked.resources, &profile.resources);
+    check_limits(
+        &profile.name,
+        &profile.resources,
+        &asked.resources,
+        prefix,
+        raised,
+    )
+}
+
+/// The limits part of [`check_narrowing_raised`], against `own` (the
+/// profile `name`'s resources, or those a zygote of it was made with: its
+/// runner checks each request's limits so, whoever sent them).
+pub fn check_limits(
+    name: &str,
+    own: &Resources,
+    asked: &Resources,
+    prefix: &str,
+    raised: &Raised,
+) -> Result<(), NarrowingError> {
+    let refuse = |loosened, raised| NarrowingError {
+        prefix: prefix.to_string(),
+        profile: name.to_string(),
+        loosened,
+        raised,
+    };
+    let (a, p) = (asked, own);
     if let (Some(asked), Some(own)) = (a.memory, p.memory) {
         let allowed = raised.memory.map_or(own, |r| r.max(own));
         if asked > allowed {
@@ -235,9 +273,10 @@ pub fn check_narrowing_raised(
             return Err(refuse(Loosened::Pids { asked, allowed }, allowed != own));
         }
     }
-    if let (Some(asked), Some(allowed)) = (a.cpu, p.cpu) {
+    if let (Some(asked), Some(own)) = (a.cpu, p.cpu) {
+        let allowed = raised.cpus.map_or(own, |r| r.max(own));
         if asked > allowed {
-            return Err(refuse(Loosened::Cpus { asked, allowed }, false));
+            return Err(refuse(Loosened::Cpus { asked, allowed }, allowed != own));
         }
     }
     if let (Some(asked), Some(allowed)) = (a.tmp, p.tmp) {
@@ -248,6 +287,11 @@ pub fn check_narrowing_raised(
     if let (Some(asked), Some(allowed)) = (a.shm, p.shm) {
         if asked > allowed {
             return Err(refuse(Loosened::Shm { asked, allowed }, false));
+        }
+    }
+    if let (Some(asked), Some(allowed)) = (a.workspace, p.workspace) {
+        if asked > allowed {
+            return Err(refuse(Loosened::Workspace { asked, allowed }, false));
         }
     }
     Ok(())
@@ -408,6 +452,7 @@ mod tests {
             network: Some(NetworkMode::Host),
             memory: Some(2 << 30),
             pids: Some(1024),
+            cpus: None,
         };
         let asked = Narrowing {
             mode: None,
@@ -439,12 +484,69 @@ mod tests {
             ..Default::default()
         });
         assert!(check_narrowing_raised(&p, &one_gib, "", &low).is_ok());
-        // CPUs are not raised: still the profile's.
+        // A workspace size above the profile's is refused, named as the
+        // caller spells it.
+        let mut ws = p.clone();
+        ws.resources.workspace = Some(1 << 30);
+        let big = res(Resources {
+            workspace: Some(2 << 30),
+            ..Default::default()
+        });
+        let e = check_narrowing(&ws, &big, "").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "workspace_size 2 GiB: above the profile python-dev's limit of 1 GiB \
+             (a request may only narrow its profile)"
+        );
+        let e = check_narrowing(&ws, &big, "--").unwrap_err();
+        assert!(e.to_string().starts_with("--workspace-size 2 GiB"), "{e}");
+        // CPUs not raised: still the profile's; raised: up to the raise.
         let cpus = res(Resources {
             cpu: Some(64.0),
             ..Default::default()
         });
         assert!(check_narrowing_raised(&p, &cpus, "", &raised).is_err());
+        let four = Raised {
+            cpus: Some(4.0),
+            ..raised
+        };
+        let e = check_narrowing_raised(&p, &cpus, "", &four).unwrap_err();
+        assert_eq!(
+            e.loosened,
+            Loosened::Cpus {
+                asked: 64.0,
+                allowed: 4.0
+            }
+        );
+        assert!(e.raised);
+        let three = res(Resources {
+            cpu: Some(3.0),
+            ..Default::default()
+        });
+        assert!(check_narrowing_raised(&p, &three, "", &four).is_ok());
+    }
+
+    /// Limits that come as OCI resources (a warm run's, over a socket)
+    /// are checked as the profile's own: "unlimited" is the most there is.
+    #[test]
+    fn oci_limits_read_back_and_are_checked() {
+        let p = python_dev();
+        let asked = Resources {
+            memory: Some(256 << 20),
+            cpu: Some(1.5),
+            pids: Some(64),
+            ..Default::default()
+        };
+        let back = crate::policy::resources_from_oci(&crate::policy::resources_to_oci(&asked));
+        assert_eq!(back, asked);
+        assert!(check_limits(&p.name, &p.resources, &back, "", &Raised::default()).is_ok());
+        let mut unlimited = crate::policy::resources_to_oci(&asked);
+        let mut pids = unlimited.pids().expect("pids were set");
+        pids.set_limit(-1);
+        unlimited.set_pids(Some(pids));
+        let back = crate::policy::resources_from_oci(&unlimited);
+        let e = check_limits(&p.name, &p.resources, &back, "", &Raised::default()).unwrap_err();
+        assert_eq!(e.loosened.field(), "pids");
     }
 
     #[test]

@@ -65,6 +65,32 @@ pub fn resources_to_oci(res: &crate::profile::Resources) -> LinuxResources {
     r
 }
 
+/// The limits an OCI `LinuxResources` sets, as a profile states them: the
+/// inverse of [`resources_to_oci`] (memory limit, CPUs as quota / period,
+/// pids limit), so that limits sent over a socket are checked as a
+/// profile's are. A negative value (the kernel's "unlimited") lifts the
+/// limit, so it reads as the largest there is.
+pub fn resources_from_oci(r: &LinuxResources) -> crate::profile::Resources {
+    let mut res = crate::profile::Resources::default();
+    if let Some(l) = r.memory().as_ref().and_then(|m| m.limit()) {
+        res.memory = Some(u64::try_from(l).unwrap_or(u64::MAX));
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(q) = c.quota() {
+            let period = c.period().filter(|p| *p > 0).unwrap_or(CPU_PERIOD_US);
+            res.cpu = Some(if q < 0 {
+                f64::INFINITY
+            } else {
+                q as f64 / period as f64
+            });
+        }
+    }
+    if let Some(p) = r.pids() {
+        res.pids = Some(if p.limit() < 0 { i64::MAX } else { p.limit() });
+    }
+    res
+}
+
 /// Compiles `profile` for this host, its seccomp filter through `cache`.
 pub fn compile_profile(
     profile: &Profile,

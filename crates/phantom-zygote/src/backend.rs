@@ -42,6 +42,8 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
     pub network: Option<String>,
+    /// Most bytes the sandbox's fresh workspace may hold (`--workspace-size`).
+    pub workspace_size: Option<String>,
     /// The operator's ceilings for the key asking (checked by the caller;
     /// passed on so that phantom's own check agrees).
     pub raised: phantom_policy::Raised,
@@ -59,6 +61,9 @@ impl Limits {
         if let Some(p) = self.raised.pids {
             a.extend(["--raise-pids".into(), p.to_string()]);
         }
+        if let Some(c) = self.raised.cpus {
+            a.extend(["--raise-cpus".into(), c.to_string()]);
+        }
         if let Some(m) = &self.memory {
             a.extend(["--memory".into(), m.clone()]);
         }
@@ -70,6 +75,9 @@ impl Limits {
         }
         if let Some(n) = &self.network {
             a.extend(["--network".into(), n.clone()]);
+        }
+        if let Some(w) = &self.workspace_size {
+            a.extend(["--workspace-size".into(), w.clone()]);
         }
         a
     }
@@ -122,9 +130,52 @@ pub struct SandboxInfo {
     pub id: String,
     pub profile: String,
     pub status: String,
-    /// Host path of the workspace (never shown to clients).
+    /// Where the workspace is reached from the host (never shown to clients).
     #[serde(skip)]
-    pub workspace: PathBuf,
+    pub workspace: WorkspaceDir,
+}
+
+/// A persistent sandbox's /workspace as the host reaches it: through the
+/// sandbox itself (a descriptor of its /workspace, opened through its
+/// init's root), held for as long as this value or a clone lives. A
+/// size-limited workspace is a tmpfs that `phantom create` mounted in its
+/// own mount namespace (the CVE-2019-5736 guard's private one), which dies
+/// with it: the host path then names the directory underneath, on disk,
+/// which the sandbox never sees and no limit holds. Derefs to a path
+/// (`/proc/self/fd/N`) for the files API.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceDir {
+    path: PathBuf,
+    _fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+impl WorkspaceDir {
+    /// The /workspace of the process `pid` (a sandbox's init).
+    pub fn of_pid(pid: i32) -> std::io::Result<WorkspaceDir> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(format!("/proc/{pid}/root/workspace"))?;
+        let fd = std::os::fd::OwnedFd::from(f);
+        Ok(WorkspaceDir {
+            path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            _fd: Some(std::sync::Arc::new(fd)),
+        })
+    }
+
+    /// A plain host directory (tests, backends without a container).
+    pub fn host(path: PathBuf) -> WorkspaceDir {
+        WorkspaceDir { path, _fd: None }
+    }
+}
+
+impl std::ops::Deref for WorkspaceDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Where sandboxes run.
@@ -519,11 +570,25 @@ impl Backend for Subprocess {
             let state = self.check(&["state", id]).await?;
             let v: serde_json::Value = serde_json::from_str(&state)
                 .map_err(|e| BackendError::Failed(format!("phantom state {id}: {e}")))?;
-            let ann = &v["annotations"];
-            let workspace = ann["run.phantom.workspace"]
-                .as_str()
-                .map(PathBuf::from)
-                .ok_or_else(|| BackendError::Failed(format!("sandbox {id} has no workspace")))?;
+            if v["annotations"]["run.phantom.workspace"].as_str().is_none() {
+                return Err(BackendError::Failed(format!(
+                    "sandbox {id} has no workspace"
+                )));
+            }
+            // Its init waits for `start` in its namespaces: its /workspace
+            // is the one the sandbox uses (see WorkspaceDir).
+            let pid = v["pid"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    BackendError::Failed(format!("sandbox {id} has no init pid: {v}"))
+                })?;
+            let workspace = WorkspaceDir::of_pid(pid).map_err(|e| {
+                BackendError::Failed(format!(
+                    "sandbox {id}: cannot open /proc/{pid}/root/workspace: {e}"
+                ))
+            })?;
             Ok(SandboxInfo {
                 id: id.to_string(),
                 profile: profile.to_string(),
@@ -565,8 +630,20 @@ impl Backend for Subprocess {
                 .await;
             let fired = timer.is_finished();
             timer.abort();
+            // phantom writes the pid file once the program runs: without
+            // it, phantom itself failed (no such sandbox, a broken state),
+            // and its stderr is its own message, not the program's.
+            let started = pid_file.exists();
             let _ = std::fs::remove_file(&pid_file);
             let mut o = res?;
+            let could_not_exec = matches!(o.exit_code, Some(126 | 127));
+            if !started && !o.cancelled && !fired && !could_not_exec && o.exit_code != Some(0) {
+                return Err(BackendError::Failed(format!(
+                    "phantom exec {id} (exit status {}): {}",
+                    o.exit_code.map_or("none".into(), |c| c.to_string()),
+                    o.stderr.trim()
+                )));
+            }
             if fired && !cancel.is_cancelled() {
                 // Our own timer stopped it: a timeout, not a cancellation.
                 o.cancelled = false;

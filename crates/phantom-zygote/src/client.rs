@@ -43,21 +43,40 @@ pub struct Lease {
     conn: OwnedFd,
 }
 
-/// Ask for a zygote of `profile` that can run `argv`; `Err(why)` when
-/// there is none (no daemon, no pool, pool empty).
+/// The daemon refused a warm request's limits: above its profile's (the
+/// daemon's words name the rule). Typed, so that the CLI exits 2 as for
+/// its own check, whatever the text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Why no zygote was handed out.
+#[derive(Debug)]
+pub enum AcquireError {
+    /// None to be had (no daemon, no pool, pool empty): run cold.
+    Unavailable(String),
+    /// The request may not be served at all, warm or cold.
+    Refused(Refused),
+}
+
+/// Ask for a zygote of `profile` that can run `argv` with `resources`
+/// (OCI `LinuxResources` JSON, which the daemon checks against the
+/// profile before handing one out).
 pub fn acquire(
     socket: &Path,
     profile: &str,
     argv: &[String],
     need_own_sandbox: bool,
-) -> std::result::Result<Lease, String> {
+    resources: Option<&Value>,
+) -> std::result::Result<Lease, AcquireError> {
     // A request with files or limits of its own needs a plain zygote: a
     // Python fork server's sandbox is shared.
     let python = crate::python_serves(argv) && !need_own_sandbox;
-    lease(
-        socket,
-        &json!({"op": "acquire", "profile": profile, "python": python}),
-    )
+    let mut req = json!({"op": "acquire", "profile": profile, "python": python});
+    if let Some(r) = resources {
+        req["resources"] = r.clone();
+    }
+    lease(socket, &req)
 }
 
 /// A warm exec in the running sandbox `id` (under `root`); `Err(why)`
@@ -67,23 +86,33 @@ pub fn acquire_exec(socket: &Path, root: &Path, id: &str) -> std::result::Result
         socket,
         &json!({"op": "acquire_exec", "id": id, "root": root}),
     )
+    .map_err(|e| match e {
+        AcquireError::Unavailable(why) => why,
+        AcquireError::Refused(r) => r.0,
+    })
 }
 
 /// Send `req` to the daemon and connect to the zygote it names.
-fn lease(socket: &Path, req: &Value) -> std::result::Result<Lease, String> {
-    let reply = daemon_request(socket, req).map_err(|e| format!("{e:#}"))?;
+fn lease(socket: &Path, req: &Value) -> std::result::Result<Lease, AcquireError> {
+    let unavailable = AcquireError::Unavailable;
+    let reply = daemon_request(socket, req).map_err(|e| unavailable(format!("{e:#}")))?;
     let Some(path) = reply["zygote"].as_str() else {
-        return Err(reply["error"]
+        let why = reply["error"]
             .as_str()
             .unwrap_or("the daemon sent no zygote")
-            .to_string());
+            .to_string();
+        if reply["refused"] == json!(true) {
+            return Err(AcquireError::Refused(Refused(why)));
+        }
+        return Err(unavailable(why));
     };
     let workspace = reply["workspace"]
         .as_str()
         .filter(|w| !w.is_empty())
         .map(PathBuf::from);
     let kind = reply["kind"].as_str().unwrap_or("zygote");
-    Lease::connect(Path::new(path), kind, workspace).map_err(|e| format!("zygote {path}: {e:#}"))
+    Lease::connect(Path::new(path), kind, workspace)
+        .map_err(|e| unavailable(format!("zygote {path}: {e:#}")))
 }
 
 /// What a warm run reports.
@@ -92,6 +121,9 @@ pub struct Finished {
     pub status: i32,
     /// Why the program could not start, if it could not.
     pub error: Option<String>,
+    /// The runner's detail of that failure, naming host paths (cgroup
+    /// files): for the local CLI and the daemon's log, never a remote client.
+    pub detail: Option<String>,
     /// From the request to the program running, as the zygote reports it.
     pub started_after: Option<Duration>,
 }
@@ -154,9 +186,23 @@ impl Lease {
             return Ok(Finished {
                 status: i32::try_from(status).unwrap_or(1),
                 error: reply["error"].as_str().map(str::to_string),
+                detail: reply["detail"].as_str().map(str::to_string),
                 started_after,
             });
         }
+    }
+
+    /// A handle that ends this lease's connection from elsewhere (another
+    /// thread, a `Drop`), even while [`Lease::wait`] blocks on it: the
+    /// zygote's runner sees its client gone and kills the program, and the
+    /// waiting `wait` returns. Dropping the lease alone cannot do that
+    /// while a blocked thread owns it.
+    pub fn hang_up_handle(&self) -> Result<HangUp> {
+        Ok(HangUp(
+            self.conn
+                .try_clone()
+                .context("duplicate the zygote connection")?,
+        ))
     }
 
     /// `start_with` (no limits) then `wait`, with stdio that stays ours
@@ -171,6 +217,17 @@ impl Lease {
     ) -> Result<Finished> {
         let t0 = self.start_with(argv, env, cwd, timeout, None, stdio)?;
         self.wait(t0)
+    }
+}
+
+/// Ends a lease's connection when dropped (see [`Lease::hang_up_handle`]).
+/// `shutdown` acts on the socket, not on this descriptor, so it reaches
+/// the lease's own copy too.
+pub struct HangUp(OwnedFd);
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        let _ = nix::sys::socket::shutdown(self.0.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     }
 }
 
@@ -190,12 +247,13 @@ pub fn run_warm(
     copy_in: Option<&CopyIn<'_>>,
 ) -> Result<Option<i32>> {
     let own = copy_in.is_some() || resources.is_some();
-    let lease = match acquire(socket, profile, command, own) {
+    let lease = match acquire(socket, profile, command, own, resources) {
         Ok(l) => l,
-        Err(why) => {
+        Err(AcquireError::Unavailable(why)) => {
             tracing::debug!("no warm zygote ({why}); cold path");
             return Ok(None);
         }
+        Err(AcquireError::Refused(r)) => return Err(r.into()),
     };
     if let Some(copy) = copy_in {
         // Dropping the lease without a request makes the runner remove it.
@@ -213,7 +271,10 @@ pub fn run_warm(
     let t0 = lease.start_with(command, env, None, timeout, resources, [0, 1, 2])?;
     let f = lease.wait(t0)?;
     if let Some(e) = &f.error {
-        eprintln!("phantom: {e}");
+        match &f.detail {
+            Some(d) => eprintln!("phantom: {e}: {d}"),
+            None => eprintln!("phantom: {e}"),
+        }
     }
     Ok(Some(f.status))
 }

@@ -56,6 +56,24 @@ pub fn check(
     Ok(r)
 }
 
+/// A workspace size (`workspace_size` in a body, `--workspace-size`): the
+/// profile parser's sizes, at least a page (a smaller tmpfs holds nothing).
+pub fn check_workspace(size: Option<&str>, prefix: &str) -> Result<Option<u64>> {
+    let Some(text) = size else {
+        return Ok(None);
+    };
+    let field = format!(
+        "{prefix}workspace{}size",
+        if prefix == "--" { "-" } else { "_" }
+    );
+    let n =
+        phantom_policy::profile::parse_size(text).map_err(|e| anyhow!("{field} {text:?}: {e}"))?;
+    if n < 4096 {
+        bail!("{field} {text:?}: smaller than one page (4KiB)");
+    }
+    Ok(Some(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +91,11 @@ mod tests {
         let e = check(None, Some(0.0), None, "").unwrap_err();
         assert_eq!(e.to_string(), "cpus 0: must be a positive number of CPUs");
         assert!(check(None, None, Some(0), "--").is_err());
+        assert_eq!(check_workspace(Some("8MiB"), "").unwrap(), Some(8 << 20));
+        assert_eq!(check_workspace(None, "").unwrap(), None);
+        let e = check_workspace(Some("100"), "").unwrap_err();
+        assert!(e.to_string().starts_with("workspace_size \"100\""), "{e}");
+        assert!(check_workspace(Some("lots"), "--").is_err());
         let r = check(Some("64m"), Some(1.5), Some(10), "").unwrap();
         assert_eq!(
             (r.memory, r.cpu, r.pids),

@@ -215,13 +215,28 @@ fn serve_plain(
     // Limits of this request (--memory, --cpus, --pids) on the zygote's own
     // cgroup, before the program starts.
     if let Some(r) = req.raw.get("resources").filter(|r| !r.is_null()) {
-        let applied = serde_json::from_value::<oci_spec::runtime::LinuxResources>(r.clone())
-            .map_err(|e| anyhow!("request resources: {e}"))
-            .and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
-        if let Err(e) = applied {
+        let parsed = serde_json::from_value::<oci_spec::runtime::LinuxResources>(r.clone())
+            .map_err(|e| anyhow!("request resources: {e}"));
+        // Whoever sent them (the CLI checked, the daemon checked; a client
+        // of our socket may not have): never above the zygote's own.
+        if let Err(refused) = parsed.as_ref().map(|r| within_own(z, r)).unwrap_or(Ok(())) {
             send_json(
                 conn.as_raw_fd(),
-                &json!({"status": 126, "error": format!("{e:#}")}),
+                &json!({"status": 2, "error": refused.to_string()}),
+            )?;
+            return Ok(0);
+        }
+        let applied = parsed.and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
+        if let Err(e) = applied {
+            // The detail names host cgroup files: a remote client of the
+            // daemon gets the short error, the local CLI (root) the detail.
+            send_json(
+                conn.as_raw_fd(),
+                &json!({
+                    "status": 126,
+                    "error": "the request's limits could not be applied to the sandbox",
+                    "detail": format!("{e:#}"),
+                }),
             )?;
             return Ok(0);
         }
@@ -244,6 +259,32 @@ fn serve_plain(
             .and_then(|cg| sandbox::oom_note(cg, limit))
     };
     run_request(&conn, req, started, (z.pid(), &zfd), sfd, kill_all, oom)
+}
+
+/// A request's limits may only narrow those the zygote was made with (its
+/// profile's, in its bundle): a zygote's runner is the last to see them
+/// before they reach the cgroup.
+fn within_own(
+    z: &zygote::Zygote,
+    asked: &oci_spec::runtime::LinuxResources,
+) -> std::result::Result<(), phantom_policy::NarrowingError> {
+    let own = phantom_runtime::spec::load(&z.state.bundle)
+        .ok()
+        .and_then(|s| s.linux().as_ref()?.resources().clone())
+        .map(|r| phantom_policy::policy::resources_from_oci(&r))
+        .unwrap_or_default();
+    let name = z
+        .state
+        .annotations
+        .get(sandbox::PROFILE)
+        .map_or("of this zygote", String::as_str);
+    phantom_policy::check_limits(
+        name,
+        &own,
+        &phantom_policy::policy::resources_from_oci(asked),
+        "",
+        &phantom_policy::Raised::default(),
+    )
 }
 
 /// What waiting for the one client ended with.

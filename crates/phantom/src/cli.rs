@@ -125,8 +125,9 @@ pub struct SandboxArgs {
     #[arg(long, conflicts_with = "workspace")]
     pub copy_in: Option<std::path::PathBuf>,
     /// The daemon's operator ceilings for the key it serves
-    /// (`phantom daemon --allow-host-network`, `--max-memory`, `--max-pids`):
-    /// --network, --memory, --pids may go up to them beyond the profile's.
+    /// (`phantom daemon --allow-host-network`, `--max-memory`, `--max-pids`,
+    /// `--max-cpus`, per key or not): --network, --memory, --pids, --cpus
+    /// may go up to them beyond the profile's.
     /// Hidden: the daemon passes them after its own check; a local caller
     /// who runs phantom is the host's operator already.
     #[arg(long, hide = true)]
@@ -135,6 +136,8 @@ pub struct SandboxArgs {
     pub raise_memory: Option<u64>,
     #[arg(long, hide = true)]
     pub raise_pids: Option<i64>,
+    #[arg(long, hide = true)]
+    pub raise_cpus: Option<f64>,
 }
 
 /// One zygote serving one request (started by the daemon)

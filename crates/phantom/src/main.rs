@@ -78,6 +78,7 @@ impl Verb {
         let loosens = e.chain().any(|c| {
             c.downcast_ref::<phantom_policy::NarrowingError>().is_some()
                 || c.is::<sandbox_cmd::WorkspaceSizeError>()
+                || c.is::<phantom_zygote::client::Refused>()
         });
         match self {
             _ if loosens => EXIT_LOOSENS_PROFILE,

@@ -224,6 +224,7 @@ fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
         network,
         memory: args.raise_memory,
         pids: args.raise_pids,
+        cpus: args.raise_cpus,
     })
 }
 
@@ -307,6 +308,11 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         && s.mode.is_none()
         && s.network.is_none()
         && s.profile_path.is_none()
+        // The daemon's raises are per API key; its socket serves none.
+        && s.raise_network.is_none()
+        && s.raise_memory.is_none()
+        && s.raise_pids.is_none()
+        && s.raise_cpus.is_none()
         && a.console_socket.is_none()
         && a.pid_file.is_none()
         && !a.detach

@@ -307,6 +307,50 @@ pub fn remove_orphan(base: &Path, id: &str, store: &StateStore) -> Result<bool> 
     Ok(true)
 }
 
+/// What [`sweep_orphans`] did with one directory under the sandboxes dir.
+#[derive(Debug)]
+pub enum Swept {
+    /// A leftover of this store's root (no lock, no container): removed.
+    Removed(String),
+    /// Held by a create or run, or its container exists: left alone.
+    Live(String),
+    /// Could not be removed.
+    Failed(String, Error),
+}
+
+/// The daemon's sweep: every sandbox directory under `base` that records
+/// `store`'s root and is not a live sandbox (lock free, no container) is
+/// removed with [`remove_orphan`], as `destroy` of its id would. Names
+/// starting with `.` (reservations in progress, the daemon's scratch
+/// directory) and directories of other roots (another daemon's, the
+/// CLI's) are never touched: they are their owners' to sweep.
+pub fn sweep_orphans(base: &Path, store: &StateStore) -> Vec<Swept> {
+    let Ok(root) = std::path::absolute(store.root()) else {
+        return Vec::new();
+    };
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let ours = canon(&root);
+    let mut out = Vec::new();
+    for e in fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let recorded = fs::read(e.path().join(ROOT_FILE))
+            .ok()
+            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
+        if recorded.is_none_or(|r| canon(&r) != ours) {
+            continue;
+        }
+        out.push(match remove_orphan(base, &name, store) {
+            Ok(true) => Swept::Removed(name),
+            Ok(false) | Err(Error::AlreadyExists(_)) => Swept::Live(name),
+            Err(err) => Swept::Failed(name, err),
+        });
+    }
+    out
+}
+
 /// `flock` a directory; with `try_only`, None if someone else holds it.
 fn lock_dir(dir: &Path, try_only: bool) -> Result<Option<OwnedFd>> {
     let f = fs::OpenOptions::new()
@@ -462,5 +506,38 @@ mod tests {
         assert!(remove_orphan(&base, "box", &store).unwrap());
         assert!(!base.join("box").exists());
         assert!(!remove_orphan(&base, "box", &store).unwrap());
+    }
+
+    #[test]
+    fn the_sweep_removes_only_this_roots_leftovers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("sandboxes");
+        let store = StateStore::new(tmp.path().join("root"));
+        let other = StateStore::new(tmp.path().join("other-root"));
+        // A leftover of ours, a live one of ours (container), one held by
+        // a create under way, and a leftover of another root.
+        drop(reserve_dir(&base, "left", &store).unwrap());
+        fs::create_dir_all(base.join("left/workspace")).unwrap();
+        fs::write(base.join("left/workspace/secret"), "x").unwrap();
+        drop(reserve_dir(&base, "live", &store).unwrap());
+        let _state = store.reserve("live").unwrap();
+        let held = reserve_dir(&base, "held", &store).unwrap();
+        drop(reserve_dir(&base, "theirs", &other).unwrap());
+        fs::create_dir_all(base.join(".mcp")).unwrap();
+        let mut swept: Vec<String> = sweep_orphans(&base, &store)
+            .into_iter()
+            .map(|s| match s {
+                Swept::Removed(n) => format!("removed {n}"),
+                Swept::Live(n) => format!("live {n}"),
+                Swept::Failed(n, e) => format!("failed {n}: {e}"),
+            })
+            .collect();
+        swept.sort();
+        assert_eq!(swept, ["live held", "live live", "removed left"]);
+        assert!(!base.join("left").exists());
+        for n in ["live", "held", "theirs", ".mcp"] {
+            assert!(base.join(n).exists(), "{n} was swept");
+        }
+        drop(held);
     }
 }

@@ -1,5 +1,7 @@
 //! `phantom`: the runc command line wired to phantom-runtime.
 
+#![cfg_attr(not(test), no_main)]
+
 mod cli;
 mod default_spec;
 mod features;
@@ -11,14 +13,51 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use phantom_runtime::container::{self, CreateOptions, ExecArgs, ExecOptions, RunOptions};
 use phantom_runtime::state::{StateStore, DEFAULT_ROOT};
 
 use cli::{Cli, Command, PolicyCmd, ProfileCmd};
 
-fn main() {
-    let cli = Cli::parse();
+// `main` is ours, not std's: std's start-up finds the main thread's stack
+// bounds for its overflow guard (pthread_getattr_np, which parses
+// /proc/self/maps: a tenth of `phantom --version`'s instructions), and
+// every runtime verb pays that twice (the CVE-2019-5736 guard re-exec).
+// What else it does is done in `start`: standard fds that are closed are
+// opened on /dev/null, and SIGPIPE is ignored.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    start();
+    phantom_main();
+    // std's runtime would flush stdout on return; do it here.
+    let _ = std::io::stdout().flush();
+    0
+}
+
+/// std's start-up duties that phantom relies on (see `main`).
+#[cfg_attr(test, allow(dead_code))]
+fn start() {
+    for fd in 0..=2 {
+        // SAFETY: fcntl and open on small integer fds; no memory is passed
+        // but a NUL-terminated literal.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == -1
+            {
+                libc::abort();
+            }
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN has no handler
+    // code to be unsafe about; writes to a closed pipe then fail with EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn phantom_main() {
+    let cli = parse_cli();
     if cli.version {
         print!("{}", cli::version_text());
         return;
@@ -40,6 +79,18 @@ fn main() {
             fail_with(&e, to_file, code)
         }
     }
+}
+
+/// Parse the command line. The command tree is leaked: freeing clap's
+/// structures took as long as building them, and the process is short.
+#[cfg_attr(test, allow(dead_code))]
+fn parse_cli() -> Cli {
+    use clap::FromArgMatches;
+    let cmd: &'static mut clap::Command = Box::leak(Box::new(Cli::command()));
+    let mut matches = cmd.get_matches_mut();
+    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(cmd).exit());
+    std::mem::forget(matches);
+    cli
 }
 
 /// Exit status of a request that would loosen its profile

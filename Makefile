@@ -2,7 +2,10 @@
 CARGO    ?= cargo
 PREFIX   ?= /usr/local
 BUILD    := $(CURDIR)/build
-PHANTOM  := $(CURDIR)/target/release/phantom
+HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+# make release: static-pie, built for the host target (hack/build-release.sh).
+RELEASE  := $(CURDIR)/target/$(HOST)/release
+PHANTOM  := $(RELEASE)/phantom
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all build release deps test unit integration lint demo install clean
@@ -16,7 +19,7 @@ build:
 	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release -p phantom
+	hack/build-release.sh
 
 # Every test (as root): unit tests, real containers from the busybox rootfs,
 # the OCI conformance suite, and Podman and containerd driving phantom.
@@ -53,6 +56,7 @@ demo: deps release
 
 install: release
 	install -D -m 0755 $(PHANTOM) $(DESTDIR)$(PREFIX)/bin/phantom
+	install -D -m 0755 $(RELEASE)/phantom-server $(DESTDIR)$(PREFIX)/bin/phantom-server
 
 clean:
 	$(CARGO) clean

@@ -23,8 +23,9 @@ fi
 # runc, crun, busybox-static, libseccomp-dev, pkg-config, containers-common.
 hack/install-deps.sh
 
-echo "[bench] building phantom and the bench (release)" >&2
-cargo build --release --quiet -p phantom -p phantom-bench
+echo "[bench] building phantom (release, static-pie: make release) and the bench" >&2
+release=$(hack/build-release.sh)
+cargo build --release --quiet -p phantom-bench
 
 mkdir -p target/bench
 youki_args=()
@@ -52,4 +53,4 @@ if ((smoke)); then
 	args+=(--smoke)
 	shift
 fi
-exec target/release/phantom-bench "${args[@]}" "${youki_args[@]}" "$@"
+exec target/release/phantom-bench --phantom "$release/phantom" "${args[@]}" "${youki_args[@]}" "$@"

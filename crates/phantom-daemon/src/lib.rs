@@ -100,7 +100,7 @@ async fn serve(
             limit: limit::RateLimit::new(cfg.rate_limit),
             audit,
             backend: Subprocess {
-                bin: std::env::current_exe().context("locate the phantom binary")?,
+                bin: phantom_zygote::runtime_binary().context("locate the phantom binary")?,
                 root: Some(cfg.root.clone()),
                 max_output: cfg.max_output,
                 sandbox_dir: None,
@@ -192,7 +192,7 @@ async fn remove_left_sandboxes(cfg: &Config) {
     let Ok(text) = std::fs::read_to_string(&registry) else {
         return;
     };
-    let Ok(bin) = std::env::current_exe() else {
+    let Ok(bin) = phantom_zygote::runtime_binary() else {
         return;
     };
     let backend = Subprocess {

@@ -150,7 +150,7 @@ impl Pools {
             })
             .collect();
         Ok(Arc::new(Pools {
-            exe: std::env::current_exe().context("locate the phantom binary")?,
+            exe: phantom_zygote::runtime_binary().context("locate the phantom binary")?,
             zyg_dir,
             metrics,
             state: Mutex::new(State {

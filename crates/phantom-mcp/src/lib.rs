@@ -95,7 +95,7 @@ pub fn main(args: &McpArgs) -> Result<i32> {
 fn shared_from(args: &McpArgs) -> Result<Arc<Shared>> {
     let bin: PathBuf = match &args.phantom_bin {
         Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot find the phantom binary")?,
+        None => phantom_zygote::runtime_binary().context("cannot find the phantom binary")?,
     };
     let max_output = usize::try_from(parse_size(&args.max_output).context("--max-output")?)?;
     let default_timeout = parse_duration(&args.default_timeout).context("--default-timeout")?;

@@ -46,7 +46,20 @@ pub fn host_mount_ns() -> Option<std::os::fd::RawFd> {
 /// True in the copy of phantom that `ensure_sealed` re-executed: it has
 /// decided on the cold path already.
 pub fn is_reexec() -> bool {
-    std::env::var_os(MARKER).is_some()
+    marked_for_this_binary()
+}
+
+/// The marker names the binary that was re-executed: a child of another
+/// phantom binary (the daemon's `phantom-server` starting `phantom`)
+/// inherits it and must still seal itself.
+fn marked_for_this_binary() -> bool {
+    let Some(marked) = std::env::var_os(MARKER) else {
+        return false;
+    };
+    // The memfd copy (PHANTOM_EXE_GUARD=memfd) has a name of its own.
+    std::fs::read_link("/proc/self/exe").is_ok_and(|exe| {
+        exe.as_os_str() == marked || exe.as_os_str().as_bytes().starts_with(b"/memfd:")
+    })
 }
 
 /// True if this process's binary cannot be opened for writing.
@@ -71,7 +84,7 @@ pub fn ensure_sealed() -> Result<()> {
         let _ = host_mount_ns();
         return Ok(());
     }
-    if std::env::var_os(MARKER).is_some() {
+    if marked_for_this_binary() {
         return Err(Error::Init(
             "could not run phantom from a read-only mount of itself (CVE-2019-5736 guard)".into(),
         ));
@@ -179,11 +192,12 @@ fn reexec_memfd() -> Result<()> {
 
 /// Our argv, and our environment plus the marker that says "sealed".
 fn reexec_argv_env() -> (Vec<CString>, Vec<CString>) {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
     let args = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).expect("argv has no NUL"))
         .collect();
     let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != "PHANTOM_EXE_GUARD")
+        .filter(|(k, _)| k != "PHANTOM_EXE_GUARD" && k != MARKER)
         .map(|(k, v)| {
             let mut b = k.as_bytes().to_vec();
             b.push(b'=');
@@ -191,6 +205,8 @@ fn reexec_argv_env() -> (Vec<CString>, Vec<CString>) {
             CString::new(b).expect("env has no NUL")
         })
         .collect();
-    env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
+    let mut marker = format!("{MARKER}=").into_bytes();
+    marker.extend_from_slice(exe.as_os_str().as_bytes());
+    env.push(CString::new(marker).expect("path has no NUL"));
     (args, env)
 }

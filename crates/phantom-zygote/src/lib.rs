@@ -37,6 +37,25 @@ pub const FORKSERVER_PY: &str = include_str!("python/forkserver.py");
 /// Comma-separated modules the fork server imports before it is ready.
 pub const PY_MODULES_ENV: &str = "PHANTOM_PY_MODULES";
 
+/// Set by `phantom` for the `phantom-server` it runs (`phantom daemon`,
+/// `phantom mcp`): the runtime binary to start sandboxes and zygotes with.
+pub const RUNTIME_BIN_ENV: &str = "_PHANTOM_RUNTIME_BIN";
+
+/// The `phantom` binary that the daemon and the MCP server run for
+/// sandboxes and zygotes: the one that started this server, else the
+/// `phantom` beside this binary, else this binary itself (a test harness
+/// that links the server into one executable).
+pub fn runtime_binary() -> std::io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(RUNTIME_BIN_ENV).map(PathBuf::from) {
+        if p.is_absolute() {
+            return Ok(p);
+        }
+    }
+    let me = std::env::current_exe()?;
+    let beside = me.with_file_name("phantom");
+    Ok(if beside.is_file() { beside } else { me })
+}
+
 /// `--daemon-socket`, else $PHANTOM_DAEMON_SOCKET, else the default.
 pub fn socket_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)

@@ -60,11 +60,23 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCmd),
     /// Serve the Model Context Protocol (stdio or streamable HTTP) for agents
-    Mcp(phantom_mcp::cli::McpArgs),
-    /// Keep warm zygote pools for `phantom run --profile`
-    Daemon(phantom_daemon::DaemonArgs),
+    /// (run by phantom-server; `phantom mcp --help` lists its flags)
+    #[command(disable_help_flag = true)]
+    Mcp(ServerVerb),
+    /// Keep warm zygote pools for `phantom run --profile` (run by
+    /// phantom-server; `phantom daemon --help` lists its flags)
+    #[command(disable_help_flag = true)]
+    Daemon(ServerVerb),
     #[command(hide = true)]
     ZygoteServe(ZygoteServe),
+}
+
+/// The arguments of a verb that `phantom-server` runs, passed to it as they
+/// came: the runtime binary an engine executes carries no server code.
+#[derive(Args, Debug)]
+pub struct ServerVerb {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// runc's `exec`, and the daemon flags of phantom's warm exec.

@@ -8,6 +8,7 @@ mod features;
 mod logging;
 mod policy_cmd;
 mod sandbox_cmd;
+mod server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -329,12 +330,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             )?;
             Ok(0)
         }
-        Command::Daemon(a) => {
-            if !a.status {
-                phantom_runtime::exe_guard::ensure_sealed()?;
-            }
-            phantom_daemon::run(store.root(), a)
-        }
+        Command::Daemon(a) => server::exec("daemon", &cli.global, store.root(), &a.args),
         Command::ZygoteServe(a) => {
             phantom_runtime::exe_guard::ensure_sealed()?;
             sandbox_cmd::zygote_serve(&store, a)
@@ -388,7 +384,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Checkpoint(_) => not_yet("checkpoint"),
-        Command::Mcp(a) => phantom_mcp::main(a),
+        Command::Mcp(a) => server::exec("mcp", &cli.global, store.root(), &a.args),
     }
 }
 

@@ -296,9 +296,9 @@ const WARM_COLUMNS: [(&str, &str, [Option<&str>; 2]); 4] = [
     ),
 ];
 
-/// phantom's cells in the warm-vs-cold table: the read-only install (what
-/// the promises bind), else phantom as built.
-const WARM_PHANTOMS: [&str; 2] = ["phantom (ro)", "phantom"];
+/// phantom's cells in the warm-vs-cold table: phantom as built (what the
+/// promises bind), else the read-only install.
+const WARM_PHANTOMS: [&str; 2] = ["phantom", "phantom (ro)"];
 
 /// `phantom run --profile python-dev` of `/bin/true` and `python3 -c pass`
 /// warm, cold and under crun side by side, p50 / p95 / p99: a markdown
@@ -449,7 +449,7 @@ mod tests {
                 Section::Sandbox,
                 "t",
                 Unit::Ms,
-                vec![ok("phantom", &[9.0]), ok("phantom (ro)", &[2.0, 3.0, 4.0])],
+                vec![ok("phantom (ro)", &[9.0]), ok("phantom", &[2.0, 3.0, 4.0])],
             ),
             Figure::new(
                 "sandbox-true-crun",
@@ -467,7 +467,7 @@ mod tests {
                 "t",
                 Unit::Ms,
                 vec![Cell::new(
-                    "phantom (ro)",
+                    "phantom",
                     Status::Unavailable,
                     Some("no --python-pool".into()),
                 )],
@@ -482,7 +482,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("unavailable: no --python-pool"), "{md}");
-        assert_eq!(json["true"]["warm"]["runtime"], "phantom (ro)");
+        assert_eq!(json["true"]["warm"]["runtime"], "phantom");
         assert_eq!(json["true"]["crun"]["p50"], 12.0);
     }
 }

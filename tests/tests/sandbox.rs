@@ -849,3 +849,57 @@ fn a_raised_cpu_ceiling_goes_that_far_and_no_further() {
     );
     s.assert_clean();
 }
+
+/// Issue 16: one size parser. A profile's `memory: 100MB` and the flag
+/// `--memory 100MB` are the same 100,000,000 bytes, so asking for the
+/// profile's own limit is not a loosening (it was, when the CLI read MB as
+/// MiB), while one byte more is; and `--memory 64m` is 64 MiB as Podman
+/// reads it.
+#[test]
+fn a_size_means_the_same_in_a_profile_and_a_flag() {
+    require_root!();
+    let Some(s) = Sbx::new() else { return };
+    let text = include_str!("../../profiles/python-dev.yaml")
+        .replacen("profile: python-dev", "profile: mb-units", 1)
+        .replacen("memory: 1GiB,", "memory: 100MB,", 1);
+    assert!(
+        text.contains("memory: 100MB,"),
+        "python-dev.yaml changed shape"
+    );
+    let dir = s.dir.path().join("profiles");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("mb-units.yaml"), text).unwrap();
+    let pp = dir.display().to_string();
+    let run = |memory: &str, argv: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--profile-path",
+            &pp,
+            "--profile",
+            "mb-units",
+            "--no-daemon",
+            "--memory",
+            memory,
+            "--",
+        ];
+        args.extend(argv);
+        s.run(&args)
+    };
+    let same = run("100MB", &["true"]);
+    assert_eq!(same.status.code(), Some(0), "{}", describe(&same));
+    let more = run("100000001", &["true"]);
+    assert_eq!(more.status.code(), Some(2), "{}", describe(&more));
+    assert!(stderr(&more).contains("memory"), "{}", describe(&more));
+    let hog = [
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ];
+    let podman_style = run("64m", &hog);
+    assert!(
+        stderr(&podman_style).contains("out of memory (limit 64 MiB)"),
+        "{}",
+        describe(&podman_style)
+    );
+    s.assert_clean();
+}

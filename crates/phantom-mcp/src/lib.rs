@@ -23,28 +23,8 @@ use tokio_util::sync::CancellationToken;
 use cli::{McpArgs, Transport};
 use server::{PhantomMcp, Shared};
 
-/// Durations like 30s, 5m, 500ms, 1h, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .parse()
-        .with_context(|| format!("{s:?}: not a duration"))?;
-    let mult = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        u => bail!("{s:?}: unknown unit {u:?} (use ms, s, m or h)"),
-    };
-    if v.is_nan() || v <= 0.0 {
-        bail!("{s:?}: must be positive");
-    }
-    Ok(Duration::from_secs_f64(v * mult))
-}
+/// Durations: the tree's one reading (phantom_policy::units).
+pub use phantom_policy::units::parse_duration;
 
 fn log_dispatch(args: &McpArgs) -> Result<tracing::Dispatch> {
     let level = if args.debug {

@@ -10,6 +10,7 @@
 //! - [`policy`]: a profile compiled into everything the runtime applies
 //!   ([`CompiledPolicy`]).
 //! - [`narrow`]: a request may only narrow its profile ([`check_narrowing`]).
+//! - [`units`]: the one reading of sizes and durations.
 //! - [`oci`]: a profile turned into a config.json ([`to_oci_spec`]) and the annotation
 //!   contract with the runtime.
 
@@ -20,6 +21,7 @@ pub mod oci;
 pub mod policy;
 pub mod profile;
 pub mod seccomp;
+pub mod units;
 
 pub use cache::{CacheKey, CacheOutcome, PolicyCache};
 pub use landlock::{LandlockError, LandlockRules, LandlockStatus};

@@ -25,8 +25,6 @@ pub mod wire;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
 pub const DEFAULT_SOCKET: &str = "/run/phantom/daemon.sock";
 pub const SOCKET_ENV: &str = "PHANTOM_DAEMON_SOCKET";
 /// Ids of zygote sandboxes start with this, so a daemon can find and
@@ -108,23 +106,8 @@ pub fn random_hex(n: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Sizes like 64KiB, 4MiB, 1000 (bytes).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("{s:?}: not a size"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        u => bail!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)"),
-    };
-    Ok((v * mult) as u64)
-}
+/// Sizes: the tree's one reading (phantom_policy::units).
+pub use phantom_policy::units::parse_size;
 
 #[cfg(test)]
 mod tests {

@@ -4,29 +4,9 @@
 use anyhow::{anyhow, bail, Context, Result};
 use phantom_policy::profile::Resources;
 
-/// A memory size: `512MiB`, `1.5G`, `64m`, `1048576`.
+/// A memory size: `512MiB`, `1.5G`, `64m`, `1048576` (phantom_policy::units).
 pub fn parse_memory(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a size (e.g. 512MiB, 2G, 1048576)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => bail!("{s:?}: unknown size unit {other:?} (B, KiB, MiB, GiB, TiB)"),
-    };
-    let v = n * mult as f64;
-    if !(1.0..=1e18).contains(&v) {
-        bail!("{s:?} is not a usable size");
-    }
-    Ok(v as u64)
+    Ok(phantom_policy::units::parse_size(s)?)
 }
 
 /// The limits given (unset ones stay `None`: the profile's own apply).

@@ -15,27 +15,9 @@ use phantom_runtime::state::StateStore;
 
 use crate::cli::SandboxArgs;
 
-/// `30s`, `5m`, `1h`, `1.5s`, `250ms`, `10` (seconds).
+/// `--timeout`: the tree's one reading of a duration (phantom_policy::units).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("--timeout {s:?} is not a duration (e.g. 30s, 5m, 1h)"))?;
-    if !(v > 0.0 && v.is_finite()) {
-        bail!("--timeout {s:?} must be positive");
-    }
-    Ok(Duration::from_secs_f64(v * mult))
+    phantom_policy::units::parse_duration(s).with_context(|| format!("--timeout {s:?}"))
 }
 
 /// Twelve random hex digits.

@@ -1219,46 +1219,10 @@ fn parse_uint(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-/// A size as profiles write it (`512MiB`, `1G`, `1048576`); the CLI's
-/// `--workspace-size` uses it too, so a size means the same in both.
+/// A size as profiles write it (`512MiB`, `1G`, `1048576`): the tree's one
+/// reading ([`crate::units::parse_size`]), its error as text.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "Ki" | "KiB" => 1 << 10,
-        "M" | "Mi" | "MiB" => 1 << 20,
-        "G" | "Gi" | "GiB" => 1 << 30,
-        "T" | "Ti" | "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB or K, M, G, T; KB, MB, GB, TB are powers of 1000)"
-            ))
-        }
-    };
-    let bad = || format!("{text:?} is not a size (like 512MiB, 1G or 1048576)");
-    let value = if num.contains('.') {
-        let f: f64 = num.parse().map_err(|_| bad())?;
-        let v = f * mult as f64;
-        if !v.is_finite() || v >= u64::MAX as f64 {
-            return Err(bad());
-        }
-        v.round() as u64
-    } else {
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        n.checked_mul(mult).ok_or_else(bad)?
-    };
-    if value == 0 {
-        return Err(format!("{text:?}: a size of zero is not possible"));
-    }
-    Ok(value)
+    crate::units::parse_size(text).map_err(|e| e.to_string())
 }
 
 const ERRNOS: &[(&str, i32)] = &[

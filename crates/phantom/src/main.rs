@@ -9,6 +9,7 @@ mod logging;
 mod policy_cmd;
 mod sandbox_cmd;
 mod server;
+mod warm_or_cold;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -394,23 +395,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
 /// terminal) always takes the cold path, so their process stays theirs.
 fn exec_warm(store: &StateStore, c: &cli::ExecCmd) -> Result<Option<i32>> {
     let a = &c.oci;
-    let plain = !c.no_daemon
-        && !phantom_runtime::exe_guard::is_reexec()
-        && a.process.is_none()
-        && !a.tty
-        && !a.detach
-        && a.pid_file.is_none()
-        && a.console_socket.is_none()
-        && a.user.is_none()
-        && a.additional_gids.is_empty()
-        && a.cap.is_empty()
-        && !a.no_new_privs
-        && a.preserve_fds == 0
-        && a.apparmor.is_none()
-        && a.process_label.is_none()
-        && a.cgroup.is_none()
-        && !a.command.is_empty();
-    if !plain {
+    if warm_or_cold::exec(c).log("this exec") != warm_or_cold::Route::Warm {
         return Ok(None);
     }
     let Ok(st) = container::state(store, &a.container_id) else {

@@ -277,35 +277,10 @@ fn stdin_is_tty() -> bool {
 pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     let (id, command) = split_id_and_command(&a.args, &a.command)?;
     let timeout = a.timeout.as_deref().map(parse_duration).transpose()?;
-    // The warm path serves the profile as it is, with limits of the
-    // request's own: any other change to the sandbox (workspace, network,
-    // mode) or to how it is kept needs a sandbox made for it.
     let s = &a.sandbox;
-    let warm_ok = !s.no_daemon
-        && !phantom_runtime::exe_guard::is_reexec()
-        && id.is_none()
-        && !command.is_empty()
-        && s.workspace.is_none()
-        && s.workspace_size.is_none()
-        && s.mode.is_none()
-        && s.network.is_none()
-        && s.profile_path.is_none()
-        // The daemon's raises are per API key; its socket serves none.
-        && s.raise_network.is_none()
-        && s.raise_memory.is_none()
-        && s.raise_pids.is_none()
-        && s.raise_cpus.is_none()
-        && a.console_socket.is_none()
-        && a.pid_file.is_none()
-        && !a.detach
-        && !a.keep
-        && !stdin_is_tty();
-    if !warm_ok && !s.no_daemon {
-        tracing::debug!(
-            "cold path: this run needs a sandbox made for it (an id, --workspace, --network, \
-             --workspace-size, --mode, --profile-path, a terminal, --detach, --keep, --pid-file or a console socket)"
-        );
-    }
+    let warm_ok = crate::warm_or_cold::run(a, id.is_some(), !command.is_empty(), stdin_is_tty())
+        .log("this run")
+        == crate::warm_or_cold::Route::Warm;
     if warm_ok {
         let socket = phantom_zygote::socket_path(s.daemon_socket.as_deref());
         let profile = s.profile.as_deref().expect("caller checked --profile");

@@ -2965,6 +2965,18 @@ fn the_local_socket_rechecks_a_warm_runs_limits() {
                 "resources": {"pids": {"limit": -1}}}),
     );
     assert_eq!(reply["refused"], json!(true), "unlimited pids: {reply}");
+    // A protocol version this daemon does not speak is answered, not guessed at.
+    let reply = raw_daemon_request(
+        &d.socket(),
+        &json!({"v": 99, "op": "acquire", "profile": "python-dev"}),
+    );
+    assert!(
+        reply["zygote"].is_null()
+            && reply["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("protocol version 99")),
+        "an unknown protocol version got: {reply}"
+    );
     // Asked without limits, then sent to the zygote with them.
     let reply = raw_daemon_request(
         &d.socket(),

@@ -622,7 +622,11 @@ struct RunReq {
 
 /// Limits of one run, as the zygote's cgroup takes them (`None`: the
 /// profile's own); refused (403) above `profile`'s.
-fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Option<Value>> {
+fn run_limits(
+    r: &RunReq,
+    profile: &Profile,
+    raised: &Raised,
+) -> ApiResult<Option<oci_spec::runtime::LinuxResources>> {
     let mut res = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")
         .map_err(|e| bad(format!("{e:#}")))?;
     res.workspace = phantom_zygote::limits::check_workspace(r.workspace_size.as_deref(), "")
@@ -642,10 +646,7 @@ fn run_limits(r: &RunReq, profile: &Profile, raised: &Raised) -> ApiResult<Optio
     if res == Default::default() {
         return Ok(None);
     }
-    Ok(Some(
-        serde_json::to_value(phantom_policy::policy::resources_to_oci(&res))
-            .map_err(|e| bad(e.to_string()))?,
-    ))
+    Ok(Some(phantom_policy::policy::resources_to_oci(&res)))
 }
 
 /// Whether the run's limits are above its profile's own (allowed by an
@@ -812,7 +813,7 @@ async fn run_in(
     env: Vec<String>,
     stdin: Option<String>,
     timeout: Duration,
-    resources: Option<Value>,
+    resources: Option<oci_spec::runtime::LinuxResources>,
 ) -> ApiResult<(RunOut, Option<Duration>, Duration)> {
     let fail = |e: anyhow::Error| {
         ApiError::backend(

@@ -37,8 +37,10 @@ pub fn run(root: &Path, args: &DaemonArgs) -> Result<i32> {
             (None, Some(_)) => Config::new(root, args)?.socket,
             _ => phantom_zygote::socket_path(args.socket.as_deref()),
         };
-        let v =
-            phantom_zygote::client::daemon_request(&socket, &serde_json::json!({"op": "pools"}))?;
+        let v = phantom_zygote::client::daemon_request(
+            &socket,
+            &phantom_zygote::proto::DaemonRequest::Pools,
+        )?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }

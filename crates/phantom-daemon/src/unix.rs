@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use phantom_zygote::proto::{self, DaemonReply, DaemonRequest};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -51,77 +52,83 @@ async fn handle(conn: UnixStream, pools: &Arc<Pools>) -> Result<()> {
     let mut line = String::new();
     let mut r = BufReader::new(r.take(64 * 1024));
     r.read_line(&mut line).await?;
-    let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(req) => answer(&req, pools),
-        Err(e) => json!({"error": format!("malformed request: {e}")}),
+    let reply = match proto::from_text::<DaemonRequest>(&line) {
+        Ok(req) => answer(req, pools),
+        Err(e) => serde_json::to_value(DaemonReply::error(e.to_string())).expect("serialises"),
     };
     w.write_all(format!("{reply}\n").as_bytes()).await?;
     Ok(())
 }
 
-fn answer(req: &Value, pools: &Arc<Pools>) -> Value {
-    match req["op"].as_str() {
-        Some("acquire") => {
-            let profile = req["profile"].as_str().unwrap_or_default();
-            let python = req["python"].as_bool().unwrap_or(false);
+fn answer(req: DaemonRequest, pools: &Arc<Pools>) -> Value {
+    let reply = match req {
+        DaemonRequest::Acquire {
+            profile,
+            python,
+            resources,
+        } => {
             // The limits the client will send with its request, checked
             // here against the profile rather than trusted (`phantom run`
             // checks before sending; a hand-written client must meet the
             // same refusal). The zygote's runner checks them again.
-            if let Some(r) = req.get("resources").filter(|r| !r.is_null()) {
-                if let Err(refusal) = check_resources(pools, profile, r) {
-                    return refusal;
+            if let Some(Err(refusal)) = resources
+                .as_ref()
+                .map(|r| check_resources(pools, &profile, r))
+            {
+                refusal
+            } else {
+                match pools.acquire(&profile, python) {
+                    Some(z) => DaemonReply::Zygote {
+                        zygote: z.socket,
+                        kind: z.kind.name().to_string(),
+                        workspace: (!z.workspace.is_empty()).then(|| z.workspace.into()),
+                    },
+                    None => DaemonReply::error(format!("no warm zygote for profile {profile:?}")),
                 }
             }
-            match pools.acquire(profile, python) {
-                Some(z) => json!({
-                    "zygote": z.socket,
-                    "workspace": z.workspace,
-                    "kind": z.kind.name(),
-                }),
-                None => json!({"error": format!("no warm zygote for profile {profile:?}")}),
-            }
         }
-        Some("acquire_exec") => {
-            let id = req["id"].as_str().unwrap_or_default();
+        DaemonRequest::AcquireExec { id, root } => {
             // The sandbox must live under the daemon's --root.
-            let same = req["root"].as_str().is_some_and(|r| {
-                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-                canon(Path::new(r)) == canon(pools.root())
-            });
-            if !same {
-                return json!({"error": "the daemon serves another --root"});
-            }
-            match pools.acquire_exec(id) {
-                Some(z) => json!({"zygote": z.socket, "kind": "exec"}),
-                None => {
-                    json!({"error": format!("no warm exec ready for {id:?} (one is starting)")})
+            let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            if canon(&root) != canon(pools.root()) {
+                DaemonReply::error("the daemon serves another --root")
+            } else {
+                match pools.acquire_exec(&id) {
+                    Some(z) => DaemonReply::Zygote {
+                        zygote: z.socket,
+                        kind: "exec".into(),
+                        workspace: None,
+                    },
+                    None => DaemonReply::error(format!(
+                        "no warm exec ready for {id:?} (one is starting)"
+                    )),
                 }
             }
         }
-        Some("pools") => status(&pools.report()),
-        _ => json!({"error": format!("unknown request {req}")}),
-    }
+        DaemonRequest::Pools => return status(&pools.report()),
+    };
+    serde_json::to_value(reply).expect("replies serialise")
 }
 
-/// `{"error": ..., "refused": true}` when `resources` (OCI
-/// `LinuxResources`, as a warm request carries them) are above the
-/// profile's: the local socket has no operator raises (those are per API
-/// key), so the profile is the ceiling.
-fn check_resources(pools: &Pools, profile: &str, resources: &Value) -> Result<(), Value> {
+/// A refusal when `resources` (as a warm request carries them) are above
+/// the profile's: the local socket has no operator raises (those are per
+/// API key), so the profile is the ceiling.
+fn check_resources(
+    pools: &Pools,
+    profile: &str,
+    asked: &oci_spec::runtime::LinuxResources,
+) -> Result<(), DaemonReply> {
     let p = pools
         .profile(profile)
-        .map_err(|_| json!({"error": format!("no warm zygote for profile {profile:?}")}))?;
-    let asked = serde_json::from_value::<oci_spec::runtime::LinuxResources>(resources.clone())
-        .map_err(|e| json!({"error": format!("resources: {e}"), "refused": true}))?;
+        .map_err(|_| DaemonReply::error(format!("no warm zygote for profile {profile:?}")))?;
     phantom_policy::check_limits(
         &p.name,
         &p.resources,
-        &phantom_policy::policy::resources_from_oci(&asked),
+        &phantom_policy::policy::resources_from_oci(asked),
         "--",
         &phantom_policy::Raised::default(),
     )
-    .map_err(|e| json!({"error": e.to_string(), "refused": true}))
+    .map_err(|e| DaemonReply::refused(e.to_string()))
 }
 
 /// `daemon --status`: pools keyed by profile (Python fork servers as

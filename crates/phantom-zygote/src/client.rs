@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use oci_spec::runtime::LinuxResources;
 use phantom_runtime::channel::{send_with_fds, Msg};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::proto::{self, DaemonReply, DaemonRequest, RunReply, RunRequest};
 use crate::wire::{connect_to, recv_json};
 
-/// One JSON request and its JSON reply over the daemon's stream socket.
-pub fn daemon_request(socket: &Path, req: &Value) -> Result<Value> {
+/// One request and its JSON reply over the daemon's stream socket.
+pub fn daemon_request(socket: &Path, req: &DaemonRequest) -> Result<Value> {
     let mut s = UnixStream::connect(socket)
         .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
     // The daemon answers from memory: a daemon that does not answer soon
@@ -22,7 +24,7 @@ pub fn daemon_request(socket: &Path, req: &Value) -> Result<Value> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     // One write: the daemon reads a line, and one segment is cheaper.
-    s.write_all(format!("{req}\n").as_bytes())
+    s.write_all(format!("{}\n", proto::to_text(req)).as_bytes())
         .context("send to the daemon")?;
     let mut line = String::new();
     BufReader::new(&s)
@@ -60,59 +62,61 @@ pub enum AcquireError {
 }
 
 /// Ask for a zygote of `profile` that can run `argv` with `resources`
-/// (OCI `LinuxResources` JSON, which the daemon checks against the
-/// profile before handing one out).
+/// (which the daemon checks against the profile before handing one out).
 pub fn acquire(
     socket: &Path,
     profile: &str,
     argv: &[String],
     need_own_sandbox: bool,
-    resources: Option<&Value>,
+    resources: Option<&LinuxResources>,
 ) -> std::result::Result<Lease, AcquireError> {
     // A request with files or limits of its own needs a plain zygote: a
     // Python fork server's sandbox is shared.
     let python = crate::python_serves(argv) && !need_own_sandbox;
-    let mut req = json!({"op": "acquire", "profile": profile, "python": python});
-    if let Some(r) = resources {
-        req["resources"] = r.clone();
-    }
+    let req = DaemonRequest::Acquire {
+        profile: profile.to_string(),
+        python,
+        resources: resources.cloned().map(Box::new),
+    };
     lease(socket, &req)
 }
 
 /// A warm exec in the running sandbox `id` (under `root`); `Err(why)`
 /// when the daemon has none ready (it then starts one for the next exec).
 pub fn acquire_exec(socket: &Path, root: &Path, id: &str) -> std::result::Result<Lease, String> {
-    lease(
-        socket,
-        &json!({"op": "acquire_exec", "id": id, "root": root}),
-    )
-    .map_err(|e| match e {
+    let req = DaemonRequest::AcquireExec {
+        id: id.to_string(),
+        root: root.to_path_buf(),
+    };
+    lease(socket, &req).map_err(|e| match e {
         AcquireError::Unavailable(why) => why,
         AcquireError::Refused(r) => r.0,
     })
 }
 
 /// Send `req` to the daemon and connect to the zygote it names.
-fn lease(socket: &Path, req: &Value) -> std::result::Result<Lease, AcquireError> {
+fn lease(socket: &Path, req: &DaemonRequest) -> std::result::Result<Lease, AcquireError> {
     let unavailable = AcquireError::Unavailable;
     let reply = daemon_request(socket, req).map_err(|e| unavailable(format!("{e:#}")))?;
-    let Some(path) = reply["zygote"].as_str() else {
-        let why = reply["error"]
-            .as_str()
-            .unwrap_or("the daemon sent no zygote")
-            .to_string();
-        if reply["refused"] == json!(true) {
-            return Err(AcquireError::Refused(Refused(why)));
-        }
-        return Err(unavailable(why));
-    };
-    let workspace = reply["workspace"]
-        .as_str()
-        .filter(|w| !w.is_empty())
-        .map(PathBuf::from);
-    let kind = reply["kind"].as_str().unwrap_or("zygote");
-    Lease::connect(Path::new(path), kind, workspace)
-        .map_err(|e| unavailable(format!("zygote {path}: {e:#}")))
+    let reply: DaemonReply = serde_json::from_value(reply)
+        .map_err(|e| unavailable(format!("the daemon's reply is malformed: {e}")))?;
+    match reply {
+        DaemonReply::Zygote {
+            zygote,
+            kind,
+            workspace,
+        } => Lease::connect(
+            &zygote,
+            &kind,
+            workspace.filter(|w| !w.as_os_str().is_empty()),
+        )
+        .map_err(|e| unavailable(format!("zygote {}: {e:#}", zygote.display()))),
+        DaemonReply::Error {
+            error,
+            refused: true,
+        } => Err(AcquireError::Refused(Refused(error))),
+        DaemonReply::Error { error, .. } => Err(unavailable(error)),
+    }
 }
 
 /// What a warm run reports.
@@ -140,8 +144,8 @@ impl Lease {
     }
 
     /// Hand over argv with `stdio` as its stdin, stdout and stderr, in `cwd`
-    /// (default: the zygote's own) and with `resources` (OCI
-    /// `LinuxResources` JSON, plain zygotes only) for the zygote's cgroup.
+    /// (default: the zygote's own) and with `resources` (plain zygotes
+    /// only) for the zygote's cgroup.
     /// The caller closes its copies of `stdio` afterwards, or its pipes
     /// never end.
     pub fn start_with(
@@ -150,21 +154,22 @@ impl Lease {
         env: &[String],
         cwd: Option<&Path>,
         timeout: Option<Duration>,
-        resources: Option<&Value>,
+        resources: Option<&LinuxResources>,
         stdio: [RawFd; 3],
     ) -> Result<Instant> {
-        let mut req = json!({"args": argv, "env": env});
-        if let Some(r) = resources {
-            req["resources"] = r.clone();
-        }
-        if let Some(c) = cwd {
-            req["cwd"] = json!(c);
-        }
-        if let Some(t) = timeout {
-            req["timeout_ms"] = json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        }
+        let req = RunRequest {
+            args: argv.to_vec(),
+            env: env.to_vec(),
+            cwd: cwd.map(Path::to_path_buf),
+            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            resources: resources.cloned(),
+        };
         let t0 = Instant::now();
-        send_with_fds(self.conn.as_raw_fd(), &Msg::Exec(req.to_string()), &stdio)?;
+        send_with_fds(
+            self.conn.as_raw_fd(),
+            &Msg::Exec(proto::to_text(&req)),
+            &stdio,
+        )?;
         Ok(t0)
     }
 
@@ -176,19 +181,23 @@ impl Lease {
         loop {
             let reply = recv_json(self.conn.as_raw_fd())?
                 .ok_or_else(|| anyhow!("the warm sandbox ended without reporting a status"))?;
-            if reply["started"] == json!(true) {
-                started_after = Some(started.elapsed());
-                continue;
+            let reply: RunReply = serde_json::from_value(reply.clone())
+                .map_err(|_| anyhow!("the warm sandbox sent no status: {reply}"))?;
+            match reply {
+                RunReply::Started { .. } => started_after = Some(started.elapsed()),
+                RunReply::Finished {
+                    status,
+                    error,
+                    detail,
+                } => {
+                    return Ok(Finished {
+                        status,
+                        error,
+                        detail,
+                        started_after,
+                    })
+                }
             }
-            let status = reply["status"]
-                .as_i64()
-                .ok_or_else(|| anyhow!("the warm sandbox sent no status: {reply}"))?;
-            return Ok(Finished {
-                status: i32::try_from(status).unwrap_or(1),
-                error: reply["error"].as_str().map(str::to_string),
-                detail: reply["detail"].as_str().map(str::to_string),
-                started_after,
-            });
         }
     }
 
@@ -243,7 +252,7 @@ pub fn run_warm(
     command: &[String],
     env: &[String],
     timeout: Option<Duration>,
-    resources: Option<&Value>,
+    resources: Option<&LinuxResources>,
     copy_in: Option<&CopyIn<'_>>,
 ) -> Result<Option<i32>> {
     let own = copy_in.is_some() || resources.is_some();

@@ -3,16 +3,18 @@
 //! sandbox, the Python fork server, the client side of a warm run, and the
 //! sandbox backend the daemon's REST API and the MCP server share.
 //!
-//! Protocol:
+//! Protocol (the messages are typed once, in [`proto`]):
 //! - client -> daemon (`SOCK_STREAM`, one JSON line each way):
-//!   `{"op":"acquire","profile":P,"python":BOOL}` (python: the fork
-//!   server can serve the command) ->
-//!   `{"zygote":PATH,"workspace":DIR,"kind":"zygote"|"python"}` or
-//!   `{"error":TEXT}`; `{"op":"pools"}` -> the pool sizes.
-//! - client -> zygote at PATH (`SOCK_SEQPACKET`): `X{"args":[..],"env":[..],
-//!   "timeout_ms":N}` with fds 0, 1, 2 attached; the zygote answers
-//!   `{"started":true}` once the program runs (a fork server: once forked), then
-//!   `{"status":N}` (with `"error"` when it could not start) once it exited.
+//!   `{"v":1,"op":"acquire","profile":P,"python":BOOL,"resources":R?}`
+//!   (python: the fork server can serve the command) ->
+//!   `{"zygote":PATH,"workspace":DIR?,"kind":"zygote"|"python"}` or
+//!   `{"error":TEXT,"refused":true?}`; `{"op":"acquire_exec","id":ID,"root":DIR}`;
+//!   `{"op":"pools"}` -> the pool sizes.
+//! - client -> zygote at PATH (`SOCK_SEQPACKET`): `X{"v":1,"args":[..],"env":[..],
+//!   "cwd":DIR?,"timeout_ms":N?,"resources":R?}` with fds 0, 1, 2 attached; the
+//!   zygote answers `{"started":true}` once the program runs (a fork server: once
+//!   forked), then `{"status":N}` (with `"error"` when it could not start, and
+//!   `"detail"` for the local caller) once it exited.
 //!   Closing the connection early kills the program's whole tree.
 
 pub mod backend;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod files;
 pub mod keys;
 pub mod limits;
+pub mod proto;
 pub mod runner;
 pub mod wire;
 

@@ -25,9 +25,9 @@ use phantom_runtime::container::{self, zygote, CreateOptions};
 use phantom_runtime::process::init::ExecRequest;
 use phantom_runtime::sandbox;
 use phantom_runtime::state::{StateStore, Status};
-use serde_json::json;
 
-use crate::wire::{listen_at, pidfd_open, send_json};
+use crate::proto::{self, RunReply, RunRequest};
+use crate::wire::{listen_at, pidfd_open, send_reply};
 
 /// What the CLI made for the runner: a sandbox bundle from the profile.
 pub struct Prepared {
@@ -214,29 +214,26 @@ fn serve_plain(
     };
     // Limits of this request (--memory, --cpus, --pids) on the zygote's own
     // cgroup, before the program starts.
-    if let Some(r) = req.raw.get("resources").filter(|r| !r.is_null()) {
-        let parsed = serde_json::from_value::<oci_spec::runtime::LinuxResources>(r.clone())
-            .map_err(|e| anyhow!("request resources: {e}"));
+    if let Some(r) = &req.run.resources {
         // Whoever sent them (the CLI checked, the daemon checked; a client
         // of our socket may not have): never above the zygote's own.
-        if let Err(refused) = parsed.as_ref().map(|r| within_own(z, r)).unwrap_or(Ok(())) {
-            send_json(
+        if let Err(refused) = within_own(z, r) {
+            send_reply(
                 conn.as_raw_fd(),
-                &json!({"status": 2, "error": refused.to_string()}),
+                &RunReply::status(2, Some(refused.to_string())),
             )?;
             return Ok(0);
         }
-        let applied = parsed.and_then(|r| Ok(container::update(store, &z.state.id, &r)?));
-        if let Err(e) = applied {
+        if let Err(e) = container::update(store, &z.state.id, r) {
             // The detail names host cgroup files: a remote client of the
             // daemon gets the short error, the local CLI (root) the detail.
-            send_json(
+            send_reply(
                 conn.as_raw_fd(),
-                &json!({
-                    "status": 126,
-                    "error": "the request's limits could not be applied to the sandbox",
-                    "detail": format!("{e:#}"),
-                }),
+                &RunReply::Finished {
+                    status: 126,
+                    error: Some("the request's limits could not be applied to the sandbox".into()),
+                    detail: Some(format!("{e:#}")),
+                },
             )?;
             return Ok(0);
         }
@@ -248,9 +245,11 @@ fn serve_plain(
     };
     // The request's own memory limit, else the profile's (the bundle's).
     let limit = req
-        .raw
-        .pointer("/resources/memory/limit")
-        .and_then(|l| l.as_i64())
+        .run
+        .resources
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
         .or_else(|| sandbox::memory_limit_of(&z.state.bundle));
     let oom = || {
         z.state
@@ -333,9 +332,9 @@ fn wait_for_client(
 
 /// A client's request: what to run, its deadline, and its stdio.
 struct Request {
+    run: RunRequest,
+    /// What the zygote's init is handed (args, env, cwd of `run`).
     exec: ExecRequest,
-    /// The whole message, for fields only some zygotes read.
-    raw: serde_json::Value,
     deadline: Option<Instant>,
     fds: Vec<OwnedFd>,
 }
@@ -355,17 +354,27 @@ fn receive(conn: &OwnedFd) -> Result<Option<Request>> {
     let Some((Msg::Exec(text), fds)) = recv_with_fds(conn.as_raw_fd())? else {
         return Ok(None);
     };
-    let raw: serde_json::Value = serde_json::from_str(&text).context("malformed request")?;
-    let exec: ExecRequest = serde_json::from_value(raw.clone()).context("malformed request")?;
-    let deadline = raw["timeout_ms"]
-        .as_u64()
+    let run: RunRequest = match proto::from_text(&text) {
+        Ok(run) => run,
+        Err(e) => {
+            let _ = send_reply(conn.as_raw_fd(), &RunReply::status(2, Some(e.to_string())));
+            bail!("a client's request: {e}");
+        }
+    };
+    let exec = ExecRequest {
+        args: run.args.clone(),
+        env: run.env.clone(),
+        cwd: run.cwd.clone(),
+    };
+    let deadline = run
+        .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     if fds.len() < 3 {
         bail!("the request must carry stdin, stdout and stderr");
     }
     Ok(Some(Request {
+        run,
         exec,
-        raw,
         deadline,
         fds,
     }))
@@ -390,12 +399,12 @@ fn run_request(
         } else {
             126
         };
-        send_json(conn.as_raw_fd(), &json!({"status": status, "error": msg}))?;
+        send_reply(conn.as_raw_fd(), &RunReply::status(status, Some(msg)))?;
         return Ok(0);
     }
     // Our copies of the caller's stdio must go, or its pipes never close.
     drop(req.fds);
-    let _ = send_json(conn.as_raw_fd(), &json!({"started": true}));
+    let _ = send_reply(conn.as_raw_fd(), &RunReply::Started { started: true });
     let (status, stopped) = wait_program(pid, zfd, conn.as_fd(), sfd, req.deadline, kill)?;
     let why = match stopped {
         // Asked once the program is gone, so the daemon has had time to go.
@@ -403,11 +412,7 @@ fn run_request(
         false if status == 137 => oom(),
         false => None,
     };
-    let reply = match why {
-        Some(why) => json!({"status": status, "error": why}),
-        None => json!({"status": status}),
-    };
-    let _ = send_json(conn.as_raw_fd(), &reply);
+    let _ = send_reply(conn.as_raw_fd(), &RunReply::status(status, why));
     Ok(0)
 }
 

@@ -48,6 +48,11 @@ pub fn send_json(fd: RawFd, v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// A runner's reply (crate::proto) as one message.
+pub fn send_reply(fd: RawFd, reply: &crate::proto::RunReply) -> Result<()> {
+    send_json(fd, &serde_json::to_value(reply).expect("replies serialise"))
+}
+
 /// One message; `None` at the end of the stream.
 pub fn recv_json(fd: RawFd) -> Result<Option<Value>> {
     let mut buf = vec![0u8; 64 * 1024];

@@ -302,10 +302,8 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
                 .map_err(|e| anyhow!("--profile: {e}"))?;
             narrowed(&p.profile, None, None, &limits, &raised(s)?)?;
         }
-        let resources = (limits != Default::default()).then(|| {
-            serde_json::to_value(phantom_policy::policy::resources_to_oci(&limits))
-                .expect("resources serialise")
-        });
+        let resources = (limits != Default::default())
+            .then(|| phantom_policy::policy::resources_to_oci(&limits));
         if let Some(code) = phantom_zygote::client::run_warm(
             &socket,
             profile,

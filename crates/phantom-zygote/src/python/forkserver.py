@@ -12,7 +12,8 @@
 #   fd 1   pipe: exactly b"ready\n" once the imports are done and the listener
 #          is here, or b"error import NAME: ...\n" and exit status 1. Then fds
 #          1 and 2 become /dev/null.
-#   each connection: one message b"X" + UTF-8 JSON
+#   each connection: one message b"X" + UTF-8 JSON (proto.rs's RunRequest;
+#          "v", the protocol version, and "resources" are the Rust side's)
 #          {"args": [...], "env": ["K=V"], "cwd": null|"/p", "timeout_ms": N}
 #          with exactly 3 fds (stdin, stdout, stderr). Reply: one message
 #          {"status": N} (or {"status": 126, "error": "..."} without forking),

@@ -273,6 +273,20 @@ print(os.getcwd())";
         seen[0] != seen[1] && seen[1] != seen[2],
         "the random seed repeats: {seen:?}"
     );
+    // A request longer than one channel piece (200 KB of argv, below
+    // ARG_MAX) is served warm by the fork server, as --no-daemon serves it
+    // (it failed with "Connection reset by peer": issue 16).
+    let big = "a".repeat(100_000);
+    let code = "import sys; print(len(sys.argv[1]) + len(sys.argv[2]))";
+    let out = d.run(&debug_run(&["python3", "-c", code, &big, &big]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        describe(&out).chars().take(2000).collect::<String>()
+    );
+    assert_eq!(stdout(&out), "200000\n");
+    assert!(stderr(&out).contains("warm path: python"), "went cold");
     // A running request's private directory is out of reach of another
     // (Landlock: a permission error, not a missing file).
     let mut holder = d.command(&[

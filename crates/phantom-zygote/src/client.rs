@@ -164,12 +164,17 @@ impl Lease {
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             resources: resources.cloned(),
         };
+        let msg = Msg::Exec(proto::to_text(&req));
+        // A fork server reads one message (wire::send_whole_with_fds); Rust
+        // runners join the channel's pieces.
+        let whole = (self.kind == "python")
+            .then(|| msg.encode())
+            .filter(|b| b.len() > phantom_runtime::channel::PIECE);
         let t0 = Instant::now();
-        send_with_fds(
-            self.conn.as_raw_fd(),
-            &Msg::Exec(proto::to_text(&req)),
-            &stdio,
-        )?;
+        match whole {
+            Some(bytes) => crate::wire::send_whole_with_fds(self.conn.as_raw_fd(), &bytes, &stdio)?,
+            None => send_with_fds(self.conn.as_raw_fd(), &msg, &stdio)?,
+        }
         Ok(t0)
     }
 

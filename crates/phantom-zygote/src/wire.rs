@@ -48,6 +48,36 @@ pub fn send_json(fd: RawFd, v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// `msg` with `fds` attached as one SEQPACKET message however long it is
+/// (up to the fork server's 8 MiB): the Python fork server reads a request
+/// in one `recvmsg`, where Rust peers join the channel's pieces. A unix
+/// socket's message must fit the sender's buffer, so that is raised to fit
+/// (SO_SNDBUFFORCE: the warm path runs as root).
+pub fn send_whole_with_fds(fd: RawFd, msg: &[u8], fds: &[RawFd]) -> Result<()> {
+    use nix::sys::socket::{sendmsg, setsockopt, sockopt, ControlMessage};
+    const MAX: usize = 8 << 20;
+    if msg.len() > MAX {
+        anyhow::bail!(
+            "a request of {} bytes is longer than the {MAX} a fork server takes",
+            msg.len()
+        );
+    }
+    // SAFETY: fd is a socket the caller owns for the duration of the call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    // The kernel doubles the value and keeps some for its own bookkeeping.
+    setsockopt(&sock, sockopt::SndBufForce, &(msg.len() + (64 << 10)))
+        .context("raise the socket's send buffer for a long request")?;
+    let iov = [std::io::IoSlice::new(msg)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        match sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("send the request"),
+        }
+    }
+}
+
 /// A runner's reply (crate::proto) as one message.
 pub fn send_reply(fd: RawFd, reply: &crate::proto::RunReply) -> Result<()> {
     send_json(fd, &serde_json::to_value(reply).expect("replies serialise"))

@@ -80,6 +80,9 @@ impl Guard {
     }
 }
 
+/// The longest too-large body read (and dropped) before the 413.
+const DRAIN_MAX: u64 = 8 << 20;
+
 fn reject(status: StatusCode, msg: &str) -> Response {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
@@ -124,13 +127,25 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > g.max_body {
-            return reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "request body of {len} bytes is over the limit of {}",
-                    g.max_body
-                ),
+            let msg = format!(
+                "request body of {len} bytes is over the limit of {}",
+                g.max_body
             );
+            // Read what the client is sending (up to a bound, briefly)
+            // before answering: closing with its body unread resets the
+            // connection, and the client never sees the 413.
+            if len <= DRAIN_MAX {
+                let body = req.into_body();
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    axum::body::to_bytes(body, DRAIN_MAX as usize),
+                )
+                .await;
+            }
+            let mut r = reject(StatusCode::PAYLOAD_TOO_LARGE, &msg);
+            r.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            return r;
         }
     }
     let session = h

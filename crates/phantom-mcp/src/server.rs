@@ -909,17 +909,18 @@ impl PhantomMcp {
                     .collect();
                 ok_json(serde_json::json!({"profiles": list}))
             }
-            other => Err(format!(
-                "unknown tool {other:?}; tools: {}",
-                tools()
-                    .iter()
-                    .map(|t| t.name.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-            .into()),
+            other => Err(format!("unknown tool {other:?}; tools: {}", tool_names()).into()),
         }
     }
+}
+
+/// The tools' names, for errors.
+fn tool_names() -> String {
+    tools()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Who a request counts against: the API key's id on HTTP, else "stdio".
@@ -994,6 +995,14 @@ impl ServerHandler for PhantomMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
+        // An unknown tool is a protocol error (-32602, as the spec's
+        // tools/call example), not a tool's error result.
+        if !tools().iter().any(|t| t.name == name) {
+            return Err(McpError::invalid_params(
+                format!("Unknown tool: {name} (tools: {})", tool_names()),
+                None,
+            ));
+        }
         let started = Instant::now();
         let res = with_progress(
             &context,

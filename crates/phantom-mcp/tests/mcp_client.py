@@ -23,6 +23,7 @@ import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 EXPECTED_TOOLS = {
     "run_code", "run_command", "create_sandbox", "exec", "write_file", "read_file",
@@ -148,11 +149,18 @@ async def tool_checks(s, phantom, root, tag):
         ("exec", {"id": sid, "command": []}, "command"),
         ("run_code", {"language": "python", "code": "1", "timeout_seconds": -1}, "timeout_seconds"),
         ("run_code", {"language": "python", "code": "1", "network": "internet"}, "network"),
-        ("no_such_tool", {}, "unknown tool"),
     ]
     for tool, args, want in bad:
         r = await call(s, tool, args)
         check(f"{tag} bad input {tool} {want}", r.is_error and want in text_of(r), text_of(r))
+    # An unknown tool is a protocol error (JSON-RPC -32602), as the spec's
+    # tools/call example shows, not a tool's own error result.
+    try:
+        r = await call(s, "no_such_tool", {})
+        check(f"{tag} unknown tool is a JSON-RPC error", False, text_of(r))
+    except MCPError as e:
+        check(f"{tag} unknown tool is a JSON-RPC error",
+              e.error.code == -32602 and "no_such_tool" in e.error.message, str(e.error))
 
     # symlinks planted by the sandbox are not followed
     r = await call(s, "exec", {"id": sid, "command": ["sh", "-c",

@@ -1,0 +1,155 @@
+#!/bin/bash
+# The VM test bed's guest side, run by phantom-vm-test.service as root in a
+# systemd + pure cgroup v2 Debian 12 guest. It mounts the 9p share, unpacks
+# the run's tarball (phantom, rst, rst-checker, a busybox rootfs, this
+# script) to the guest's disk, runs the tests and writes results.tsv
+# (`suite<TAB>case<TAB>pass|fail|skip`) and a `done` marker into the share.
+# The unit powers the VM off when this exits.
+#
+# The copy baked into the image (/usr/local/sbin/phantom-vm-guest) only
+# mounts the share and runs the guest.sh of the tarball: changing the tests
+# needs no new image.
+set -uo pipefail
+
+share=/mnt/share
+work=/var/lib/phantom-vm
+
+if [[ -z ${PHANTOM_VM_STAGE2:-} ]]; then
+	mkdir -p "$share"
+	if ! mountpoint -q "$share"; then
+		modprobe 9pnet_virtio 2>/dev/null || true
+		mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 share "$share" || {
+			echo "phantom-vm-guest: cannot mount the 9p share" >&2
+			exit 1
+		}
+	fi
+	rm -rf "$work"
+	mkdir -p "$work"
+	tar -C "$work" -xf "$share/bundle.tar" || {
+		echo "phantom-vm-guest: cannot unpack $share/bundle.tar" >&2
+		echo "setup	unpack	fail" >"$share/results.tsv"
+		touch "$share/done"
+		exit 1
+	}
+	PHANTOM_VM_STAGE2=1 exec /bin/bash "$work/guest.sh" "$@"
+fi
+
+
+# ---- stage 2: the tests -------------------------------------------------
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+cd "$work"
+install -m 0755 bin/phantom /usr/local/bin/phantom
+results=$share/results.tsv
+logs=$share/logs
+: >"$results"
+rm -f "$share/done"
+mkdir -p "$logs"
+exec > >(tee -a "$share/guest.log") 2>&1
+tee_pid=$!
+filter=$(cat "$work/filter" 2>/dev/null || true)
+rootfs=$work/rootfs
+crun=$(command -v crun)
+runc=$(command -v runc)
+declare -A runtime=([phantom]=/usr/local/bin/phantom [crun]=$crun [runc]=$runc)
+started=$SECONDS
+
+log() { echo "vm-guest [$((SECONDS - started))s]: $*"; }
+# record SUITE CASE RESULT
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+# wanted STEP: the step runs unless VM_FILTER (a regex) excludes it.
+wanted() { [[ -z $filter || $1 =~ $filter ]]; }
+
+# ---- the machine: systemd as PID 1, pure cgroup v2 ----------------------
+log "kernel $(uname -r), $(systemctl --version | head -n1), $(podman --version), crun $(crun --version | head -n1 | awk '{print $3}'), runc $(runc --version | head -n1 | awk '{print $3}')"
+record setup systemd-pid1 "$([[ $(cat /proc/1/comm) == systemd && -d /run/systemd/system ]] && echo pass || echo fail)"
+record setup cgroup2-only "$([[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] && ! grep -q ' cgroup ' /proc/mounts && echo pass || echo fail)"
+record setup dbus "$(busctl --system list >/dev/null 2>&1 && echo pass || echo fail)"
+log "controllers: $(cat /sys/fs/cgroup/cgroup.controllers); system.slice: $(cat /sys/fs/cgroup/system.slice/cgroup.subtree_control)"
+
+# ---- the conformance suite (runtime-spec-tests) -------------------------
+# rst_run RUNTIME DRIVER: one TSV line per TAP line; rst's own exit status
+# (its expected.tsv) is not ours: hack/vm/expected.tsv judges.
+rst_run() {
+	local rt=$1 drv=$2 suite="rst/$1/$2" tap=$logs/rst-$1-$2.tap t=$SECONDS
+	local sd=0
+	[[ $drv == systemd ]] && sd=1
+	log "rst: $rt, $drv driver ..."
+	RUNTIME=${runtime[$rt]} RST_RUNTIME_NAME=$rt RST_SYSTEMD_CGROUP=$sd \
+		RST_CHECKER=$work/bin/rst-checker RST_ROOTFS=$rootfs RST_EXPECTED=$work/rst-expected.tsv \
+		timeout -k 10 1200 "$work/bin/rst" >"$tap.part" 2>&1 </dev/null
+	local rc=$?
+	mv "$tap.part" "$tap"
+	awk -v suite="$suite" '
+		/^(not )?ok [0-9]+ - / {
+			res = ($1 == "not") ? "fail" : "pass"
+			line = $0; sub(/^(not )?ok [0-9]+ - /, "", line)
+			name = line; sub(/ .*/, "", name)
+			if (res == "pass" && line ~ / # SKIP/) res = "skip"
+			printf "%s\t%s\t%s\n", suite, name, res
+		}' "$tap" >>"$results"
+	log "rst: $rt, $drv: $(tail -n1 "$tap") (rst exit $rc, $((SECONDS - t)) s)"
+	if ! grep -qE '^[0-9]+ passed, [0-9]+ failed' "$tap"; then
+		record "$suite" "(suite)" fail
+		tail -n 20 "$tap"
+	fi
+}
+for rt in phantom crun runc; do
+	for drv in cgroupfs systemd; do
+		wanted "rst/$rt/$drv" && rst_run "$rt" "$drv"
+	done
+done
+
+# ---- Podman --------------------------------------------------------------
+# A local image from the busybox rootfs: no registry.
+podman_ready=0
+if wanted podman; then
+	log "podman: importing the busybox rootfs as localhost/busybox"
+	if tar -C "$rootfs" -cf "$work/rootfs.tar" . &&
+		podman import -q "$work/rootfs.tar" localhost/busybox:latest >/dev/null; then
+		podman_ready=1
+	fi
+	record podman import "$([[ $podman_ready == 1 ]] && echo pass || echo fail)"
+fi
+# podman_case RT MGR NAME EXPECTED PODMAN-ARGS... -- COMMAND...
+podman_case() {
+	local rt=$1 mgr=$2 name=$3 want=$4 suite="podman/$1/$2"
+	shift 4
+	local args=() out rc t=$SECONDS
+	while [[ $1 != -- ]]; do
+		args+=("$1")
+		shift
+	done
+	shift
+	if [[ $podman_ready != 1 ]]; then
+		record "$suite" "$name" skip
+		return
+	fi
+	out=$(timeout -k 10 180 podman --runtime "${runtime[$rt]}" --cgroup-manager "$mgr" \
+		run --rm --network none "${args[@]}" localhost/busybox "$@" 2>&1)
+	rc=$?
+	out=$(echo $out)
+	if [[ $rc == 0 && $out == "$want" ]]; then
+		record "$suite" "$name" pass
+	else
+		record "$suite" "$name" fail
+		log "podman $rt $mgr $name: exit $rc, got: $out (want: $want)"
+	fi
+	log "podman $rt $mgr $name: $((SECONDS - t)) s"
+}
+for rt in phantom crun runc; do
+	for mgr in systemd cgroupfs; do
+		wanted "podman/$rt/$mgr" || continue
+		podman_case "$rt" "$mgr" memory-pids "67108864 50" --memory 64m --pids-limit 50 -- \
+			cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max
+		podman_case "$rt" "$mgr" cpus "50000 100000" --cpus 0.5 -- \
+			cat /sys/fs/cgroup/cpu.max
+		podman_case "$rt" "$mgr" true "hello" -- echo hello
+	done
+done
+
+log "done in $((SECONDS - started)) s"
+touch "$share/done"
+exec >/dev/console 2>&1
+wait "$tee_pid" 2>/dev/null
+sync

@@ -75,7 +75,6 @@ for d in "$vmdir"/*/; do
 	d=${d%/}
 	[[ $(basename "$d") =~ ^[0-9a-f]{16}$ && $d != "$out" ]] && rm -rf "$d"
 done
-rm -rf "$out"
 mkdir -p "$out"
 root=$out/root
 log=$vmdir/build.log
@@ -91,25 +90,44 @@ include=$(
 	echo "${packages[*]}"
 )
 
-echo "vm image: debootstrap bookworm (log: $log) ..." >&2
 start=$(date +%s)
-# The mirror appears in debootstrap's messages: they stay in the log only,
-# with the host name replaced.
-if ! debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" 2>&1 |
-	sed -E 's#[a-z]+://[^/ ]+#MIRROR#g' >>"$log"; then
-	echo "$0: debootstrap failed; see $log" >&2
-	exit 1
+# debootstrap is the slow step (minutes): its result is kept as a tarball
+# keyed by the package list, so a change to the rest of the recipe (or a
+# build that failed later) starts from it.
+base_key=$(echo "bookworm minbase ${packages[*]}" | sha256sum | cut -c1-16)
+base_tar=$vmdir/debootstrap-$base_key.tar
+for t in "$vmdir"/debootstrap-*.tar; do
+	[[ -f $t && $t != "$base_tar" ]] && rm -f "$t"
+done
+rm -rf "$root"
+if [[ ! -f $base_tar ]]; then
+	echo "vm image: debootstrap bookworm (log: $log) ..." >&2
+	# The mirror appears in debootstrap's messages: they stay in the log
+	# only, with the host name replaced.
+	if ! debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" 2>&1 |
+		sed -E 's#[a-z]+://[^/ ]+#MIRROR#g' >>"$log"; then
+		echo "$0: debootstrap failed; see $log" >&2
+		exit 1
+	fi
+	if [[ ! -x $root/bin/systemctl ]]; then
+		echo "$0: debootstrap did not install systemd; see $log" >&2
+		exit 1
+	fi
+	# No trace of the mirror: debootstrap's own log, apt's sources, lists and logs.
+	rm -f "$root/var/log/bootstrap.log" "$root"/etc/apt/sources.list.d/*
+	: >"$root/etc/apt/sources.list"
+	rm -rf "$root"/var/log/apt/* "$root"/var/lib/apt/lists/* \
+		"$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+	tar -C "$root" -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
+	echo "vm image: debootstrap took $(($(date +%s) - start)) s" >&2
+else
+	mkdir -p "$root"
+	tar -C "$root" -xf "$base_tar"
 fi
-if [[ ! -x $root/bin/systemctl ]]; then
-	echo "$0: debootstrap did not install systemd; see $log" >&2
-	exit 1
-fi
-echo "vm image: debootstrap took $(($(date +%s) - start)) s" >&2
 
 # No network in the guest, and no trace of the mirror.
 : >"$root/etc/apt/sources.list"
 rm -f "$root"/etc/apt/sources.list.d/*
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 
 echo phantom-vm >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 phantom-vm\n::1 localhost\n' >"$root/etc/hosts"
@@ -143,7 +161,7 @@ chroot "$root" systemctl set-default multi-user.target >>"$log" 2>&1
 
 # Kernel modules (9p, virtio) are found by modprobe.
 kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n1)")
-depmod -b "$root" "$kver"
+chroot "$root" depmod "$kver"
 # The 9p modules load early, so the share mounts without waiting on udev.
 printf '9p\n9pnet_virtio\n' >"$root/etc/modules-load.d/9p.conf"
 

@@ -10,7 +10,8 @@
 #
 # Variables: VM_TIMEOUT (seconds, default 2400), VM_MEM (default 4G),
 # VM_FILTER (a regular expression: only matching guest steps run; for
-# development), CHECKER_TARGET (the rst-checker's triple, from the Makefile).
+# development), VM_IMAGE_DIR (a ready image directory instead of
+# hack/vm/image.sh's), CHECKER_TARGET (the rst-checker's triple, from the Makefile).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +36,7 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 
 t0=$(date +%s)
-image=$("$here/image.sh")
+image=$(realpath "${VM_IMAGE_DIR:-$("$here/image.sh")}")
 t1=$(date +%s)
 
 qemu_pid=

@@ -148,6 +148,53 @@ for rt in phantom crun runc; do
 	done
 done
 
+# ---- containerd: ctr run through the runc v2 shim --------------------------
+ctr_ready=0
+if wanted ctr; then
+	log "ctr: starting containerd, importing localhost/busybox"
+	if [[ $podman_ready == 1 ]] && systemctl start containerd &&
+		podman save -q -o "$work/busybox-docker.tar" localhost/busybox:latest &&
+		ctr -n vmtest image import "$work/busybox-docker.tar" >/dev/null &&
+		ctr -n vmtest image ls -q | grep -qx localhost/busybox:latest; then
+		ctr_ready=1
+	fi
+	record ctr import "$([[ $ctr_ready == 1 ]] && echo pass || echo fail)"
+fi
+# ctr_case RT DRIVER: memory.max inside a `ctr run` container.
+ctr_n=0
+ctr_case() {
+	local rt=$1 drv=$2 suite="ctr/$1/$2" id out rc t=$SECONDS
+	local args=(--runc-binary "${runtime[$rt]}" --memory-limit 67108864)
+	ctr_n=$((ctr_n + 1))
+	id=vm-$rt-$drv-$ctr_n
+	# The systemd driver wants a slice:prefix:name cgroupsPath (ctr's
+	# default is a cgroupfs path), as the CRI plugin passes with
+	# SystemdCgroup = true.
+	[[ $drv == systemd ]] && args+=(--runc-systemd-cgroup --cgroup "system.slice:ctr:$id")
+	if [[ $ctr_ready != 1 ]]; then
+		record "$suite" memory skip
+		return
+	fi
+	out=$(timeout -k 10 180 ctr -n vmtest run --rm "${args[@]}" localhost/busybox:latest "$id" \
+		cat /sys/fs/cgroup/memory.max 2>&1)
+	rc=$?
+	out=$(echo $out)
+	if [[ $rc == 0 && $out == 67108864 ]]; then
+		record "$suite" memory pass
+	else
+		record "$suite" memory fail
+		log "ctr $rt $drv: exit $rc, got: $out (want: 67108864)"
+		ctr -n vmtest task kill -s KILL "$id" >/dev/null 2>&1
+		ctr -n vmtest container rm "$id" >/dev/null 2>&1
+	fi
+	log "ctr $rt $drv: $((SECONDS - t)) s"
+}
+for rt in phantom crun runc; do
+	for drv in systemd cgroupfs; do
+		wanted "ctr/$rt/$drv" && ctr_case "$rt" "$drv"
+	done
+done
+
 log "done in $((SECONDS - started)) s"
 touch "$share/done"
 exec >/dev/console 2>&1

@@ -7,6 +7,7 @@
 #
 # Usage (as root, after `cargo build --release -p phantom` and the rst
 # binaries, as `make vm-test` does): hack/vm/run.sh
+#        hack/vm/run.sh --compare [RESULTS]   compare a results.tsv again
 #
 # Variables: VM_TIMEOUT (seconds, default 2400), VM_MEM (default 4G),
 # VM_FILTER (a regular expression: only matching guest steps run; for
@@ -21,6 +22,37 @@ run=$vmdir/run
 share=$run/share
 timeout=${VM_TIMEOUT:-2400}
 checker_target=${CHECKER_TARGET:-x86_64-unknown-linux-gnu}
+
+# compare RESULTS: with expected.tsv, `suite case expected [reason]`; a
+# case without a row must pass. A different result is a regression, except
+# a pass where fail/skip was expected (reported: update expected.tsv).
+compare() {
+	awk -F '\t' -v filter="${VM_FILTER:-}" '
+		FNR == NR {
+			if ($0 ~ /^#/ || NF < 3) next
+			want[$1 "\t" $2] = $3; next
+		}
+		{
+			key = $1 "\t" $2; got = $3; n[got]++
+			w = (key in want) ? want[key] : "pass"
+			seen[key] = 1
+			if (got == w) next
+			if (got == "pass") { printf "vm-test: unexpected pass: %s (expected %s): update hack/vm/expected.tsv\n", key, w; next }
+			printf "vm-test: REGRESSION: %s: %s, expected %s\n", key, got, w
+			bad++
+		}
+		END {
+			if (filter == "") for (k in want) if (!(k in seen)) { printf "vm-test: missing result: %s\n", k; bad++ }
+			printf "vm-test: %d regression(s)\n", bad
+			printf "%d passed, %d failed, %d skipped\n", n["pass"], n["fail"], n["skip"]
+			exit (bad > 0)
+		}' "$here/expected.tsv" "$1"
+}
+
+if [[ ${1:-} == --compare ]]; then
+	compare "${2:-$vmdir/results.tsv}"
+	exit
+fi
 
 phantom=$repo/target/release/phantom
 rst=$repo/target/debug/rst
@@ -102,30 +134,8 @@ fi
 cp "$results" "$vmdir/results.tsv"
 [[ -f $share/guest.log ]] && cp "$share/guest.log" "$vmdir/guest.log"
 
-# Compare with expected.tsv: `suite case expected [reason]`; a case without
-# a row must pass. A different result is a regression, except a pass where
-# fail/skip was expected (reported: update expected.tsv).
 set +e
-awk -F '\t' -v filter="${VM_FILTER:-}" '
-	FNR == NR {
-		if ($0 ~ /^#/ || NF < 3) next
-		want[$1 "\t" $2] = $3; next
-	}
-	{
-		key = $1 "\t" $2; got = $3; n[got]++
-		exp = (key in want) ? want[key] : "pass"
-		seen[key] = 1
-		if (got == exp) next
-		if (got == "pass") { printf "vm-test: unexpected pass: %s (expected %s): update hack/vm/expected.tsv\n", key, exp; next }
-		printf "vm-test: REGRESSION: %s: %s, expected %s\n", key, got, exp
-		bad++
-	}
-	END {
-		if (filter == "") for (k in want) if (!(k in seen)) { printf "vm-test: missing result: %s\n", k; bad++ }
-		printf "vm-test: %d regression(s)\n", bad
-		printf "%d passed, %d failed, %d skipped\n", n["pass"], n["fail"], n["skip"]
-		exit (bad > 0)
-	}' "$here/expected.tsv" "$results"
+compare "$results"
 rc=$?
 set -e
 echo "vm-test: image $((t1 - t0)) s, boot and tests $((t2 - t1)) s (results: $vmdir/results.tsv, guest log: $vmdir/guest.log)" >&2

@@ -137,6 +137,45 @@ podman_case() {
 	fi
 	log "podman $rt $mgr $name: $((SECONDS - t)) s"
 }
+# podman_lifecycle RT MGR: a detached container is updated (`podman
+# update`: the runtime's `update`, SetUnitProperties under systemd),
+# paused and resumed, then removed: its cgroup (the scope) must be gone.
+podman_lifecycle() {
+	local rt=$1 mgr=$2 suite="podman/$1/$2" name=life-$1-$2 p=(podman --runtime "${runtime[$1]}" --cgroup-manager "$2")
+	local id cg out t=$SECONDS
+	if [[ $podman_ready != 1 ]]; then
+		for c in update pause-resume rm-cgroup; do record "$suite" "$c" skip; done
+		return
+	fi
+	id=$(timeout 120 "${p[@]}" run -d --name "$name" --network none --memory 64m localhost/busybox sleep 600 2>&1)
+	if [[ $? != 0 ]]; then
+		log "podman $rt $mgr lifecycle: run -d failed: $id"
+		for c in update pause-resume rm-cgroup; do record "$suite" "$c" fail; done
+		return
+	fi
+	cg=$(awk -F: '$1 == "0" { print $3 }' "/proc/$("${p[@]}" inspect -f '{{.State.Pid}}' "$name")/cgroup" 2>/dev/null)
+	log "podman $rt $mgr lifecycle: cgroup $cg"
+	out=$(timeout 120 "${p[@]}" update --memory 128m "$name" 2>&1 &&
+		timeout 60 "${p[@]}" exec "$name" cat /sys/fs/cgroup/memory.max 2>&1)
+	out=$(echo $out)
+	if [[ $out == *134217728 ]]; then record "$suite" update pass; else
+		record "$suite" update fail
+		log "podman $rt $mgr update: got $out (want 134217728)"
+	fi
+	out=$(timeout 60 "${p[@]}" pause "$name" >/dev/null 2>&1 && "${p[@]}" inspect -f '{{.State.Status}}' "$name" 2>&1;
+		timeout 60 "${p[@]}" unpause "$name" >/dev/null 2>&1 && "${p[@]}" inspect -f '{{.State.Status}}' "$name" 2>&1)
+	out=$(echo $out)
+	if [[ $out == "paused running" ]]; then record "$suite" pause-resume pass; else
+		record "$suite" pause-resume fail
+		log "podman $rt $mgr pause/unpause: got $out (want: paused running)"
+	fi
+	timeout 120 "${p[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
+	if [[ -n $cg && ! -d /sys/fs/cgroup$cg ]]; then record "$suite" rm-cgroup pass; else
+		record "$suite" rm-cgroup fail
+		log "podman $rt $mgr rm: cgroup ${cg:-?} left"
+	fi
+	log "podman $rt $mgr lifecycle: $((SECONDS - t)) s"
+}
 for rt in phantom crun runc; do
 	for mgr in systemd cgroupfs; do
 		wanted "podman/$rt/$mgr" || continue
@@ -145,6 +184,7 @@ for rt in phantom crun runc; do
 		podman_case "$rt" "$mgr" cpus "50000 100000" --cpus 0.5 -- \
 			cat /sys/fs/cgroup/cpu.max
 		podman_case "$rt" "$mgr" true "hello" -- echo hello
+		podman_lifecycle "$rt" "$mgr"
 	done
 done
 
@@ -160,10 +200,13 @@ if wanted ctr; then
 	fi
 	record ctr import "$([[ $ctr_ready == 1 ]] && echo pass || echo fail)"
 fi
-# ctr_case RT DRIVER: memory.max inside a `ctr run` container.
+# ctr_case RT DRIVER: a detached `ctr run` container's memory.max, read on
+# the host from its cgroup (ctr's default spec mounts no cgroup inside; crun
+# puts the process in a `container` sub-cgroup of the scope that holds the
+# limit, hence the parent too), then its cgroup must be gone after delete.
 ctr_n=0
 ctr_case() {
-	local rt=$1 drv=$2 suite="ctr/$1/$2" id out rc t=$SECONDS
+	local rt=$1 drv=$2 suite="ctr/$1/$2" id out pid cg mem t=$SECONDS
 	local args=(--runc-binary "${runtime[$rt]}" --memory-limit 67108864)
 	ctr_n=$((ctr_n + 1))
 	id=vm-$rt-$drv-$ctr_n
@@ -173,21 +216,33 @@ ctr_case() {
 	[[ $drv == systemd ]] && args+=(--runc-systemd-cgroup --cgroup "system.slice:ctr:$id")
 	if [[ $ctr_ready != 1 ]]; then
 		record "$suite" memory skip
+		record "$suite" delete-cgroup skip
 		return
 	fi
-	out=$(timeout -k 10 180 ctr -n vmtest run --rm "${args[@]}" localhost/busybox:latest "$id" \
-		cat /sys/fs/cgroup/memory.max 2>&1)
-	rc=$?
-	out=$(echo $out)
-	if [[ $rc == 0 && $out == 67108864 ]]; then
+	out=$(timeout -k 10 120 ctr -n vmtest run -d "${args[@]}" localhost/busybox:latest "$id" sleep 600 2>&1)
+	pid=$(ctr -n vmtest task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $2 }')
+	cg=$(awk -F: '$1 == "0" { print $3 }' "/proc/${pid:-0}/cgroup" 2>/dev/null)
+	mem=$(cat "/sys/fs/cgroup$cg/memory.max" 2>/dev/null)
+	[[ $mem == max ]] && mem=$(cat "/sys/fs/cgroup${cg%/*}/memory.max" 2>/dev/null)
+	if [[ -n $cg && $mem == 67108864 ]]; then
 		record "$suite" memory pass
 	else
 		record "$suite" memory fail
-		log "ctr $rt $drv: exit $rc, got: $out (want: 67108864)"
-		ctr -n vmtest task kill -s KILL "$id" >/dev/null 2>&1
-		ctr -n vmtest container rm "$id" >/dev/null 2>&1
+		log "ctr $rt $drv: run: $(echo $out); pid ${pid:-none}, cgroup ${cg:-none}, memory.max ${mem:-none} (want 67108864)"
 	fi
-	log "ctr $rt $drv: $((SECONDS - t)) s"
+	timeout 60 ctr -n vmtest task kill -s KILL "$id" >/dev/null 2>&1
+	for _ in $(seq 50); do
+		ctr -n vmtest task ls 2>/dev/null | awk -v id="$id" '$1 == id && $3 == "RUNNING" { f = 1 } END { exit !f }' || break
+		sleep 0.2
+	done
+	out=$(timeout 60 ctr -n vmtest task delete "$id" 2>&1; timeout 60 ctr -n vmtest container delete "$id" 2>&1)
+	if [[ -n $cg && ! -d /sys/fs/cgroup$cg ]]; then
+		record "$suite" delete-cgroup pass
+	else
+		record "$suite" delete-cgroup fail
+		log "ctr $rt $drv: delete: $(echo $out); cgroup ${cg:-none} left"
+	fi
+	log "ctr $rt $drv: cgroup $cg, $((SECONDS - t)) s"
 }
 for rt in phantom crun runc; do
 	for drv in systemd cgroupfs; do

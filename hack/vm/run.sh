@@ -8,12 +8,16 @@
 # Usage (as root, after `cargo build --release -p phantom` and the rst
 # binaries, as `make vm-test` does): hack/vm/run.sh
 #        hack/vm/run.sh --compare [RESULTS]   compare a results.tsv again
+#        hack/vm/run.sh --draft   an expected.tsv from the last run's results
 #
 # Variables: VM_TIMEOUT (seconds, default 2400), VM_MEM (default 4G),
 # VM_FILTER (a regular expression: only matching guest steps run; for
 # development), VM_IMAGE_DIR (a ready image directory instead of
 # hack/vm/image.sh's), CHECKER_TARGET (the rst-checker's triple, from the Makefile).
 set -euo pipefail
+# One compound command, read whole before it runs: editing this file
+# during a run does not change the running one.
+{
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -49,6 +53,36 @@ compare() {
 		}' "$here/expected.tsv" "$1"
 }
 
+# draft: an expected.tsv from the last run, every fail and skip with the
+# reason rst gave (its expected.tsv's reason, or the skip's); other reasons
+# are to be filled in by hand ("TODO").
+draft() {
+	local results=$vmdir/results.tsv logs=$share/logs
+	printf '# suite\tcase\texpected\treason (hack/vm/run.sh --draft; a case without a row must pass)\n'
+	awk -F '\t' -v logs="$logs" '
+		function reason(suite, name,    f, line, r, rt, drv) {
+			split(suite, part, "/")
+			if (part[1] != "rst") return "TODO"
+			f = logs "/rst-" part[2] "-" part[3] ".tap"
+			while ((getline line < f) > 0) {
+				if (line !~ /^(not )?ok [0-9]+ - /) continue
+				sub(/^(not )?ok [0-9]+ - /, "", line)
+				if (substr(line, 1, length(name) + 1) != name " ") continue
+				r = line
+				if (r ~ /# TODO expected fail \(/) { sub(/.*# TODO expected fail \(/, "", r); sub(/\): .*/, "", r) }
+				else if (r ~ /# SKIP /) { sub(/.*# SKIP /, "", r); sub(/ \(unexpected:.*/, "", r) }
+				else { sub(/^[^ ]* ?#? ?/, "", r) }
+				close(f); return r
+			}
+			close(f); return "TODO"
+		}
+		$3 != "pass" { printf "%s\t%s\t%s\t%s\n", $1, $2, $3, reason($1, $2) }' "$results"
+}
+
+if [[ ${1:-} == --draft ]]; then
+	draft
+	exit
+fi
 if [[ ${1:-} == --compare ]]; then
 	compare "${2:-$vmdir/results.tsv}"
 	exit
@@ -140,3 +174,4 @@ rc=$?
 set -e
 echo "vm-test: image $((t1 - t0)) s, boot and tests $((t2 - t1)) s (results: $vmdir/results.tsv, guest log: $vmdir/guest.log)" >&2
 exit $rc
+}

@@ -69,7 +69,10 @@ impl HostFacts {
             let v2 = mounts.iter().any(|m| {
                 m.fstype == "cgroup2"
                     && fs::read_to_string(Path::new(&m.mount_point).join("cgroup.controllers"))
-                        .is_ok_and(|t| t.split_whitespace().any(|x| x == c))
+                        .is_ok_and(|t| {
+                            t.split_whitespace()
+                                .any(|x| x == crate::checker::cgroup::v2_name(c))
+                        })
             });
             controllers.insert(c.to_owned(), v1 || v2);
         }

@@ -250,6 +250,23 @@ for rt in phantom crun runc; do
 	done
 done
 
+# ---- phantom's sandbox (its own command line): a scope in phantom.slice ----
+if wanted sandbox; then
+	t=$SECONDS
+	out=$(timeout -k 10 180 phantom run --profile python-dev --no-daemon --memory 64MiB -- \
+		sh -c 'cat /sys/fs/cgroup/memory.max; cat /proc/self/cgroup' 2>&1)
+	rc=$?
+	log "sandbox: exit $rc, $((SECONDS - t)) s: $(echo $out)"
+	if [[ $rc == 0 && $(echo $out) == 67108864* ]]; then
+		record sandbox/phantom/systemd memory pass
+	else
+		record sandbox/phantom/systemd memory fail
+	fi
+	left=$(ls -d /sys/fs/cgroup/phantom.slice/*.scope 2>/dev/null)
+	record sandbox/phantom/systemd scope-gone "$([[ -z $left ]] && echo pass || echo fail)"
+	[[ -n $left ]] && log "sandbox: scopes left: $left"
+fi
+
 log "done in $((SECONDS - started)) s"
 touch "$share/done"
 exec >/dev/console 2>&1

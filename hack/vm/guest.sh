@@ -275,19 +275,23 @@ for rt in phantom crun runc; do
 done
 
 # ---- phantom's sandbox (its own command line): a scope in phantom.slice ----
+# The sandbox mounts no cgroup filesystem: its scope is read from here.
 if wanted sandbox; then
 	t=$SECONDS
-	out=$(timeout -k 10 180 phantom run --profile python-dev --no-daemon --memory 64MiB -- \
-		sh -c 'cat /sys/fs/cgroup/memory.max; cat /proc/self/cgroup' 2>&1)
+	phantom run --profile python-dev --no-daemon --memory 64MiB -- sleep 8 >"$logs/sandbox.out" 2>&1 &
+	sb_pid=$!
+	scope= mem=
+	for _ in $(seq 150); do
+		scope=$(ls -d /sys/fs/cgroup/phantom.slice/*.scope 2>/dev/null | head -n1)
+		[[ -n $scope ]] && mem=$(cat "$scope/memory.max" 2>/dev/null) && break
+		sleep 0.2
+	done
+	wait "$sb_pid"
 	rc=$?
-	log "sandbox: exit $rc, $((SECONDS - t)) s: $(echo $out)"
-	if [[ $rc == 0 && $(echo $out) == 67108864* ]]; then
-		record sandbox/phantom/systemd memory pass
-	else
-		record sandbox/phantom/systemd memory fail
-	fi
+	log "sandbox: exit $rc, scope ${scope:-none}, memory.max ${mem:-none}, $((SECONDS - t)) s: $(head -c 300 "$logs/sandbox.out")"
+	record sandbox/phantom/systemd memory "$([[ $rc == 0 && $mem == 67108864 ]] && echo pass || echo fail)"
 	left=$(ls -d /sys/fs/cgroup/phantom.slice/*.scope 2>/dev/null)
-	record sandbox/phantom/systemd scope-gone "$([[ -z $left ]] && echo pass || echo fail)"
+	record sandbox/phantom/systemd scope-gone "$([[ -n $scope && -z $left ]] && echo pass || echo fail)"
 	[[ -n $left ]] && log "sandbox: scopes left: $left"
 fi
 

@@ -91,3 +91,15 @@ conformance:
 	$(CARGO) build -p runtime-spec-tests --bin rst
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p runtime-spec-tests --bin rst-checker --target $(CHECKER_TARGET)
 	RUNTIME=$(or $(RUNTIME),phantom) RST_CHECKER=$(CURDIR)/target/$(CHECKER_TARGET)/debug/rst-checker $(CURDIR)/target/debug/rst
+
+# The VM test bed (docs/vm-test.md), as root: a Debian 12 guest with systemd
+# as PID 1 and pure cgroup v2, booted under qemu (TCG), runs the conformance
+# suite and Podman against phantom, crun and runc with the systemd cgroup
+# driver and with cgroupfs; fails on a regression against hack/vm/expected.tsv.
+# The image is built once and cached under target/vm/.
+.PHONY: vm-test
+vm-test:
+	$(CARGO) build --release -p phantom
+	$(CARGO) build -p runtime-spec-tests --bin rst
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p runtime-spec-tests --bin rst-checker --target $(CHECKER_TARGET)
+	CHECKER_TARGET=$(CHECKER_TARGET) hack/vm/run.sh

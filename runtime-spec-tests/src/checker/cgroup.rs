@@ -46,6 +46,7 @@ fn controller_dir(mounts: &[MountInfo], controller: &str) -> Result<(PathBuf, bo
         ));
     }
     if let Some(path) = v2_path {
+        let controller = v2_name(controller);
         for m in mounts.iter().rev() {
             if m.fstype != "cgroup2" {
                 continue;
@@ -62,6 +63,14 @@ fn controller_dir(mounts: &[MountInfo], controller: &str) -> Result<(PathBuf, bo
         "no {controller} controller is mounted in the container (no cgroup mount, or the \
          host does not offer it)"
     ))
+}
+
+/// A v1 controller's name in cgroup v2 (`blkio` is `io` there).
+pub fn v2_name(controller: &str) -> &str {
+    match controller {
+        "blkio" => "io",
+        c => c,
+    }
 }
 
 /// Where cgroup `path` appears under mount `m`, if it does.
@@ -89,6 +98,13 @@ fn read_value(dir: &std::path::Path, file: &str) -> Result<String, Outcome> {
             dir.join(file).display()
         ))),
     }
+}
+
+/// cgroup v2's io.weight for a v1 blkio.weight value (10..1000 onto
+/// 1..10000, as runc and crun convert it).
+pub fn blkio_weight_to_io(w: u64) -> u64 {
+    let w = w.clamp(10, 1000);
+    1 + (w - 10) * 9999 / 990
 }
 
 /// cgroup v2's cpu.weight for a v1 cpu.shares value (the conversion runc,
@@ -254,20 +270,25 @@ pub fn check(env: &Env, name: &str) -> Outcome {
     let mut last = None;
     for file in files {
         match read_value(&dir, file) {
-            Ok(got) => return compare(name, value, &got, v2, env),
+            Ok(got) => return compare(name, value, &got, (v2, file), env),
             Err(o) => last = Some(o),
         }
     }
     last.unwrap_or_else(|| Outcome::Skip(format!("{name} has no cgroup v2 file")))
 }
 
-fn compare(name: &str, value: &Value, got: &str, v2: bool, env: &Env) -> Outcome {
+/// `file` is the one `got` was read from (v2's `io.weight` holds the
+/// converted weight, `io.bfq.weight` the blkio one).
+fn compare(name: &str, value: &Value, got: &str, (v2, file): (bool, &str), env: &Env) -> Outcome {
     let want_raw = match value {
         Value::String(s) => s.clone(),
         v => v.to_string(),
     };
     let want = match (name, v2) {
         ("cpu.shares", true) => shares_to_weight(value.as_u64().unwrap_or(0)).to_string(),
+        ("blockIO.weight", true) if file == "io.weight" => {
+            blkio_weight_to_io(value.as_u64().unwrap_or(0)).to_string()
+        }
         ("memory.swap", true) => {
             // v2 limits swap alone; OCI's swap is memory + swap.
             let limit = env
@@ -300,6 +321,9 @@ mod tests {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10000);
+        assert_eq!(blkio_weight_to_io(10), 1);
+        assert_eq!(blkio_weight_to_io(1000), 10000);
+        assert_eq!(blkio_weight_to_io(300), 2930);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! Hook mode records the hook's stdin (the container state), argv,
 //! environment and namespaces as one JSON line appended to a log file.
 
-mod cgroup;
+pub(crate) mod cgroup;
 mod files;
 pub mod hook;
 mod process;

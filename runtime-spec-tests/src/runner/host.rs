@@ -69,7 +69,10 @@ impl HostFacts {
             let v2 = mounts.iter().any(|m| {
                 m.fstype == "cgroup2"
                     && fs::read_to_string(Path::new(&m.mount_point).join("cgroup.controllers"))
-                        .is_ok_and(|t| t.split_whitespace().any(|x| x == c))
+                        .is_ok_and(|t| {
+                            t.split_whitespace()
+                                .any(|x| x == crate::checker::cgroup::v2_name(c))
+                        })
             });
             controllers.insert(c.to_owned(), v1 || v2);
         }
@@ -95,17 +98,29 @@ impl HostFacts {
     }
 
     /// The first of `files` that exists in the root of a v1 hierarchy for
-    /// `controller` (or in the v2 root), if any.
+    /// `controller`, or in the v2 root or the runner's own v2 cgroup (on
+    /// pure v2 the root has no controller files; the runner's cgroup has
+    /// those its parent enables, as a container's will).
     pub fn cgroup_file(&self, controller: &str, files: &[&str]) -> Option<String> {
         let mounts = procfs::mountinfo().unwrap_or_default();
+        let own_v2 = fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned));
         for m in &mounts {
-            let fits = (m.fstype == "cgroup" && m.has_super(controller)) || m.fstype == "cgroup2";
-            if !fits {
+            let v2 = m.fstype == "cgroup2";
+            if !(v2 || (m.fstype == "cgroup" && m.has_super(controller))) {
                 continue;
             }
-            for f in files {
-                if Path::new(&m.mount_point).join(f).exists() {
-                    return Some((*f).to_owned());
+            let mut dirs = vec![Path::new(&m.mount_point).to_path_buf()];
+            if let (true, Some(own)) = (v2, &own_v2) {
+                dirs.push(Path::new(&m.mount_point).join(own.trim_start_matches('/')));
+            }
+            for d in &dirs {
+                for f in files {
+                    if d.join(f).exists() {
+                        return Some((*f).to_owned());
+                    }
                 }
             }
         }

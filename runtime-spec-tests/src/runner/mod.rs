@@ -109,6 +109,10 @@ pub struct Ctx {
     pub host: HostFacts,
     /// Parent of every container's cgroupsPath: `/rst-<pid>`.
     pub cgroup_parent: String,
+    /// `RST_SYSTEMD_CGROUP=1`: the runtime gets `--systemd-cgroup` and each
+    /// container's cgroupsPath is `system.slice:rst:<id>` (its cgroup is
+    /// then the unit `rst-<id>.scope` in `system.slice`).
+    pub systemd: bool,
     created: Vec<String>,
     holders: Vec<Child>,
     counter: usize,
@@ -125,7 +129,11 @@ impl Ctx {
     /// `RUNTIME --root ROOT args...`.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(&self.runtime);
-        c.arg("--root").arg(&self.state_root).args(args);
+        c.arg("--root").arg(&self.state_root);
+        if self.systemd {
+            c.arg("--systemd-cgroup");
+        }
+        c.args(args);
         c
     }
 
@@ -270,12 +278,17 @@ impl Ctx {
 
     /// The cgroupsPath a container gets unless its config sets one.
     pub fn cgroups_path(&self, id: &str) -> String {
-        format!("{}/{id}", self.cgroup_parent)
+        if self.systemd {
+            format!("{SYSTEMD_SLICE}:{SYSTEMD_PREFIX}:{id}")
+        } else {
+            format!("{}/{id}", self.cgroup_parent)
+        }
     }
 
     /// Directories of `cgroups_path` that exist in any hierarchy.
     pub fn cgroup_dirs(&self, cgroups_path: &str) -> Vec<PathBuf> {
-        let rel = cgroups_path.trim_start_matches('/');
+        let rel = cgroup_rel(cgroups_path);
+        let rel = rel.trim_start_matches('/');
         fs::read_dir("/sys/fs/cgroup")
             .map(|it| {
                 it.flatten()
@@ -300,6 +313,11 @@ impl Ctx {
             // SAFETY: kill(2) has no memory effects; the process's root
             // directory lies in this run's private work directory.
             unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        // systemd mode: units the runtime left behind are stopped (their
+        // cgroups go with them).
+        if self.systemd {
+            stop_stale_units(&format!("{SYSTEMD_PREFIX}-rst-{}-", std::process::id()));
         }
         // Remove our cgroup subtree from every hierarchy, leaves first.
         let rel = self.cgroup_parent.trim_start_matches('/').to_owned();
@@ -343,6 +361,75 @@ fn remove_work_dir(work: &Path) {
             inside.join(", ")
         );
     }
+}
+
+/// The slice and unit prefix of the systemd mode's cgroupsPath.
+const SYSTEMD_SLICE: &str = "system.slice";
+const SYSTEMD_PREFIX: &str = "rst";
+
+/// A cgroupsPath as a path below the hierarchy root: a cgroupfs path as it
+/// is; systemd's `slice:prefix:name` where systemd puts that unit (each
+/// `-` of the slice name opens a level: `a-b.slice` is
+/// `a.slice/a-b.slice`; the unit is `prefix-name.scope`).
+pub fn cgroup_rel(cgroups_path: &str) -> String {
+    let parts: Vec<&str> = cgroups_path.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return cgroups_path.to_owned();
+    };
+    let slice = if slice.is_empty() {
+        SYSTEMD_SLICE
+    } else {
+        slice
+    };
+    let mut path = String::new();
+    let base = slice.trim_end_matches(".slice");
+    if base != "-" {
+        let mut acc = String::new();
+        for part in base.split('-') {
+            acc.push_str(part);
+            path.push('/');
+            path.push_str(&acc);
+            path.push_str(".slice");
+            acc.push('-');
+        }
+    }
+    let unit = if name.ends_with(".slice") {
+        name.to_owned()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    format!("{path}/{unit}")
+}
+
+/// Stops the systemd units (scopes in `system.slice`) whose names start
+/// with `prefix`, as a runtime's delete should have; the cgroup goes with
+/// the unit.
+fn stop_stale_units(prefix: &str) {
+    let dir = Path::new("/sys/fs/cgroup").join(SYSTEMD_SLICE);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    let units: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".scope"))
+        .collect();
+    if units.is_empty() {
+        return;
+    }
+    println!(
+        "# note: stopping {} systemd unit(s) the runtime left: {}",
+        units.len(),
+        units.join(" ")
+    );
+    let mut stop = Command::new("systemctl");
+    stop.arg("stop").args(&units);
+    let _ = exec::output(stop, Duration::from_secs(60));
+    let mut reset = Command::new("systemctl");
+    reset.arg("reset-failed").args(&units);
+    let _ = exec::output(reset, Duration::from_secs(30));
 }
 
 fn remove_cgroup_tree(dir: &Path) {
@@ -638,6 +725,7 @@ fn run(opts: Opts) -> Result<i32, String> {
         checker,
         host,
         cgroup_parent: format!("/rst-{}", std::process::id()),
+        systemd: std::env::var("RST_SYSTEMD_CGROUP").is_ok_and(|v| v == "1"),
         created: Vec::new(),
         holders: Vec::new(),
         counter: 0,
@@ -666,6 +754,9 @@ fn run(opts: Opts) -> Result<i32, String> {
         "# runtime: {} ({version}) as \"{runtime_name}\"",
         runtime.display()
     );
+    if ctx.systemd {
+        println!("# cgroup driver: systemd (--systemd-cgroup, cgroupsPath {SYSTEMD_SLICE}:{SYSTEMD_PREFIX}:<id>)");
+    }
     println!("# checker: {}", ctx.checker.display());
     println!("# expected: {}", expected_path.display());
     println!("1..{plan}");
@@ -774,4 +865,21 @@ fn run(opts: Opts) -> Result<i32, String> {
             1
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_rel;
+
+    #[test]
+    fn systemd_cgroups_paths_are_where_systemd_puts_the_unit() {
+        assert_eq!(cgroup_rel("/rst-1/c"), "/rst-1/c");
+        assert_eq!(
+            cgroup_rel("system.slice:rst:rst-1-a-2"),
+            "/system.slice/rst-rst-1-a-2.scope"
+        );
+        assert_eq!(cgroup_rel("::x"), "/system.slice/x.scope");
+        assert_eq!(cgroup_rel("a-b.slice:p:n"), "/a.slice/a-b.slice/p-n.scope");
+        assert_eq!(cgroup_rel("-.slice:p:n"), "/p-n.scope");
+    }
 }

@@ -99,7 +99,7 @@ conformance:
 # The image is built once and cached under target/vm/.
 .PHONY: vm-test
 vm-test:
-	$(CARGO) build --release -p phantom
+	hack/build-release.sh >/dev/null
 	$(CARGO) build -p runtime-spec-tests --bin rst
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p runtime-spec-tests --bin rst-checker --target $(CHECKER_TARGET)
-	CHECKER_TARGET=$(CHECKER_TARGET) hack/vm/run.sh
+	PHANTOM=$(PHANTOM) CHECKER_TARGET=$(CHECKER_TARGET) hack/vm/run.sh

@@ -5,7 +5,7 @@
 # `N passed, M failed, K skipped`; exits non-zero on a regression, on a
 # timeout, or when no results came back.
 #
-# Usage (as root, after `cargo build --release -p phantom` and the rst
+# Usage (as root, after `make release` (or PHANTOM=binary) and the rst
 # binaries, as `make vm-test` does): hack/vm/run.sh
 #        hack/vm/run.sh --compare [RESULTS]   compare a results.tsv again
 #        hack/vm/run.sh --draft   an expected.tsv from the last run's results
@@ -88,7 +88,7 @@ if [[ ${1:-} == --compare ]]; then
 	exit
 fi
 
-phantom=$repo/target/release/phantom
+phantom=${PHANTOM:-$repo/target/release/phantom}
 rst=$repo/target/debug/rst
 checker=$repo/target/$checker_target/debug/rst-checker
 for f in "$phantom" "$rst" "$checker"; do

@@ -22,7 +22,8 @@ release:
 	hack/build-release.sh
 
 # Every test (as root): unit tests, real containers from the busybox rootfs,
-# the OCI conformance suite, and Podman and containerd driving phantom.
+# the OCI conformance suite, Podman and containerd driving phantom, and the
+# systemd + pure cgroup v2 VM (vm-test, docs/vm-test.md).
 # Host set-up that changes the host (hugetlb as cgroup v1 on a hybrid host,
 # for crun) runs first, once: a test that drives a controller through
 # cgroup v2 would otherwise make that mount fail later (EBUSY).
@@ -32,6 +33,7 @@ test: deps build
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 	$(MAKE) conformance RUNTIME=phantom
 	$(MAKE) engines RUNTIME=phantom
+	$(MAKE) vm-test
 
 unit:
 	$(CARGO) test --workspace --lib --bins

@@ -616,3 +616,30 @@ fn a_warm_workspace_keeps_its_size_limit_and_copy_in() {
         describe(&out)
     );
 }
+
+/// Issue 16: a pool that keeps up. With one zygote and back-to-back runs,
+/// each run finds the pool empty while the refill for it is being made;
+/// it waits for that zygote (bounded by the pool's make time) instead of
+/// going cold and competing with it. Every other run went cold before.
+#[test]
+fn back_to_back_runs_wait_for_the_zygote_being_made() {
+    require_root!();
+    let Some(d) = Daemon::start(&["python-dev=1"]) else {
+        return;
+    };
+    let runs = 12;
+    let mut warm = 0;
+    for _ in 0..runs {
+        let out = d.run(&debug_run(&["true"]));
+        assert!(out.status.success(), "{}", describe(&out));
+        if stderr(&out).contains("warm path: zygote") {
+            warm += 1;
+        }
+    }
+    // A refill slower than its usual time (a busy machine) may still send
+    // one to the cold path; half of them went cold without the wait.
+    assert!(
+        warm >= runs - 2,
+        "only {warm} of {runs} back-to-back runs were served warm"
+    );
+}

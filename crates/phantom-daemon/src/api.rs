@@ -724,7 +724,7 @@ async fn run(
     }
     let own = resources.is_some();
     let python = phantom_zygote::python_serves(&r.argv) && !own;
-    let (zygote, path) = match api.pools.acquire(&r.profile, python) {
+    let (zygote, path) = match api.pools.acquire_waiting(&r.profile, python).await {
         Some(z) => (z, "warm"),
         None => (
             api.pools.on_demand(&r.profile).await.map_err(|e| {

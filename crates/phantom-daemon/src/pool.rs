@@ -101,6 +101,9 @@ pub struct Pools {
     metrics: Arc<Metrics>,
     state: Mutex<State>,
     wake: Notify,
+    /// Signalled when a pool's zygote got ready or failed to: requests
+    /// waiting for one being made look again.
+    made: Notify,
     spawner: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
     /// Signalled when a runner is gone (drain waits on it).
     gone: Notify,
@@ -163,6 +166,7 @@ impl Pools {
                 last_rates: Instant::now(),
             }),
             wake: Notify::new(),
+            made: Notify::new(),
             spawner: Mutex::new(tx),
             gone: Notify::new(),
             cfg,
@@ -178,6 +182,69 @@ impl Pools {
     /// such a pool has one ready, else a plain zygote, which leaves the
     /// pool.
     pub fn acquire(&self, profile: &str, python: bool) -> Option<Ready> {
+        self.take(profile, python, true)
+    }
+
+    /// As [`Pools::acquire`], but when the pool is empty while a zygote
+    /// for it is being made, wait for that one rather than start a cold
+    /// sandbox that competes with it for the CPU: at most the pool's
+    /// measured make time and a half (10 ms to 2 s). Back-to-back requests
+    /// on a small pool then stay warm instead of every other one going cold.
+    pub async fn acquire_waiting(&self, profile: &str, python: bool) -> Option<Ready> {
+        let mut count = true;
+        let mut deadline = None;
+        loop {
+            // Registered before looking, so a zygote made in between wakes us.
+            let made = self.made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            if let Some(z) = self.take(profile, python, count) {
+                return Some(z);
+            }
+            let bound = self.being_made(profile, python)?;
+            if count {
+                // A request that has to wait says the pool is short: it
+                // counts twice towards the rate its target follows.
+                self.count_wait(profile);
+            }
+            count = false;
+            let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + bound);
+            if tokio::time::timeout_at(until, made).await.is_err() {
+                return self.take(profile, python, false);
+            }
+        }
+    }
+
+    fn count_wait(&self, profile: &str) {
+        let mut st = self.lock();
+        if let Some(p) = st
+            .pools
+            .iter_mut()
+            .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Zygote)
+        {
+            p.demand += 1;
+        }
+    }
+
+    /// How long to wait for a zygote of this request's pool that is being
+    /// made; None when none is.
+    fn being_made(&self, profile: &str, python: bool) -> Option<Duration> {
+        let st = self.lock();
+        if st.draining {
+            return None;
+        }
+        st.pools
+            .iter()
+            .filter(|p| p.cfg.profile == profile)
+            .filter(|p| {
+                p.cfg.kind == PoolKind::Zygote || (python && p.cfg.kind == PoolKind::Python)
+            })
+            .filter(|p| p.starting > 0)
+            .map(|p| Duration::from_secs_f64((p.startup * 1.5).clamp(0.01, 2.0)))
+            .max()
+    }
+
+    fn take(&self, profile: &str, python: bool, count_demand: bool) -> Option<Ready> {
         let mut st = self.lock();
         if st.draining {
             return None;
@@ -189,7 +256,9 @@ impl Pools {
                 .iter_mut()
                 .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Python)
             {
-                p.demand += 1;
+                if count_demand {
+                    p.demand += 1;
+                }
                 if !p.ready.is_empty() {
                     p.next = (p.next + 1) % p.ready.len();
                     got = Some(p.ready[p.next].clone());
@@ -202,7 +271,9 @@ impl Pools {
                 .iter_mut()
                 .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Zygote)
             {
-                p.demand += 1;
+                if count_demand {
+                    p.demand += 1;
+                }
                 if !p.ready.is_empty() {
                     got = Some(p.ready.remove(0));
                     if !p.ready.is_empty() {
@@ -371,6 +442,8 @@ impl Pools {
                         p.startup = 0.7 * p.startup + 0.3 * t0.elapsed().as_secs_f64();
                         p.failures = 0;
                         p.ready.push(ready);
+                        drop(st);
+                        self.made.notify_waiters();
                         self.metrics.pool_refills.get_or_create(&labels).inc();
                     }
                     Purpose::OnDemand(tx) => {
@@ -412,6 +485,8 @@ impl Pools {
                         // Back off, so a broken profile does not spin.
                         let wait = Duration::from_millis(250 << p.failures.min(7));
                         p.retry_at = Some(Instant::now() + wait);
+                        drop(st);
+                        self.made.notify_waiters();
                     }
                     Purpose::OnDemand(tx) => {
                         let _ = tx.send(Err(e));

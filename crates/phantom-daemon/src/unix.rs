@@ -53,14 +53,14 @@ async fn handle(conn: UnixStream, pools: &Arc<Pools>) -> Result<()> {
     let mut r = BufReader::new(r.take(64 * 1024));
     r.read_line(&mut line).await?;
     let reply = match proto::from_text::<DaemonRequest>(&line) {
-        Ok(req) => answer(req, pools),
+        Ok(req) => answer(req, pools).await,
         Err(e) => serde_json::to_value(DaemonReply::error(e.to_string())).expect("serialises"),
     };
     w.write_all(format!("{reply}\n").as_bytes()).await?;
     Ok(())
 }
 
-fn answer(req: DaemonRequest, pools: &Arc<Pools>) -> Value {
+async fn answer(req: DaemonRequest, pools: &Arc<Pools>) -> Value {
     let reply = match req {
         DaemonRequest::Acquire {
             profile,
@@ -77,7 +77,7 @@ fn answer(req: DaemonRequest, pools: &Arc<Pools>) -> Value {
             {
                 refusal
             } else {
-                match pools.acquire(&profile, python) {
+                match pools.acquire_waiting(&profile, python).await {
                     Some(z) => DaemonReply::Zygote {
                         zygote: z.socket,
                         kind: z.kind.name().to_string(),

@@ -185,6 +185,14 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
     resp
 }
 
+/// How long an HTTP session may go without an event: rmcp's five minutes,
+/// or the longest allowed call and a minute more when that is longer.
+fn session_keep_alive(max_timeout: std::time::Duration) -> std::time::Duration {
+    let default =
+        rmcp::transport::streamable_http_server::session::local::SessionConfig::DEFAULT_KEEP_ALIVE;
+    default.max(max_timeout + std::time::Duration::from_secs(60))
+}
+
 /// Serves MCP over streamable HTTP at `http://LISTEN/mcp` until `stop`.
 pub async fn serve(
     shared: Arc<Shared>,
@@ -206,10 +214,16 @@ pub async fn serve(
         .with_cancellation_token(stop.child_token())
         .with_allowed_hosts(hosts)
         .with_max_request_body_bytes(usize::try_from(max_body).unwrap_or(usize::MAX));
+    // rmcp ends a session after `keep_alive` without an event on it, and a
+    // running tools/call without a progress token sends none: the limit
+    // must outlast the longest call the server allows (--max-timeout),
+    // or a long run loses its result and its session's sandboxes.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(session_keep_alive(shared.max_timeout));
     let factory_shared = shared.clone();
     let service = StreamableHttpService::new(
         move || Ok(PhantomMcp::new(factory_shared.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         config,
     );
     let g = Arc::new(Guard {
@@ -236,6 +250,21 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call may run as long as --max-timeout allows without its session
+    /// timing out under it (it was 300 s against a 600 s maximum).
+    #[test]
+    fn a_session_outlasts_the_longest_call() {
+        use std::time::Duration;
+        assert_eq!(
+            session_keep_alive(Duration::from_secs(600)),
+            Duration::from_secs(660)
+        );
+        assert_eq!(
+            session_keep_alive(Duration::from_secs(30)),
+            Duration::from_secs(300)
+        );
+    }
 
     #[test]
     fn origins() {

@@ -26,6 +26,9 @@ struct Guard {
     max_body: u64,
     /// Mcp-Session-Id -> the key that opened it.
     sessions: Mutex<HashMap<String, KeyId>>,
+    /// rmcp's sessions: entries of ours whose session it ended (idle,
+    /// initialize never sent) are dropped when a new one is recorded.
+    manager: Arc<LocalSessionManager>,
 }
 
 fn presented_key(h: &HeaderMap) -> Option<String> {
@@ -169,13 +172,31 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
     let is_delete = req.method() == Method::DELETE;
     req.extensions_mut().insert(key.clone());
     let resp = next.run(req).await;
-    let mut sessions = g.sessions.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(sid) = resp
+    let new_sid = resp
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
-    {
-        sessions.entry(sid.to_string()).or_insert(key);
+        .map(str::to_string)
+        .filter(|sid| session.as_ref() != Some(sid));
+    // The sessions rmcp still has, read before our lock (an async lock).
+    let live: Option<std::collections::HashSet<String>> = match &new_sid {
+        Some(_) => Some(
+            g.manager
+                .sessions
+                .read()
+                .await
+                .keys()
+                .map(|k| k.to_string())
+                .collect(),
+        ),
+        None => None,
+    };
+    let mut sessions = g.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sid) = new_sid {
+        if let Some(live) = live {
+            sessions.retain(|s, _| live.contains(s));
+        }
+        sessions.entry(sid).or_insert(key);
     }
     if is_delete && resp.status().is_success() {
         if let Some(s) = session {
@@ -220,10 +241,11 @@ pub async fn serve(
     // or a long run loses its result and its session's sandboxes.
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(session_keep_alive(shared.max_timeout));
+    let manager = Arc::new(sessions);
     let factory_shared = shared.clone();
     let service = StreamableHttpService::new(
         move || Ok(PhantomMcp::new(factory_shared.clone())),
-        Arc::new(sessions),
+        Arc::clone(&manager),
         config,
     );
     let g = Arc::new(Guard {
@@ -231,6 +253,7 @@ pub async fn serve(
         origins: origins.iter().map(|o| normalize_origin(o)).collect(),
         max_body,
         sessions: Mutex::new(HashMap::new()),
+        manager,
     });
     let app = axum::Router::new()
         .nest_service("/mcp", service)

@@ -169,6 +169,35 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
             }
         }
     }
+    // Without a session, only `initialize` may come. rmcp would serve any
+    // other request statelessly (as protocol 2026-07-28 does, when its
+    // `_meta` names that version): with a server made for that one
+    // request, whose sandboxes die with it as soon as it answers. Refused,
+    // as the 2025-06-18 transport tells session servers to do (400).
+    if session.is_none() && req.method() == Method::POST {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, g.max_body as usize).await {
+            Ok(b) => b,
+            Err(_) => {
+                return reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body over the limit of {} bytes", g.max_body),
+                )
+            }
+        };
+        if let Some(method) = sessionless_method(&bytes) {
+            tracing::warn!(key = %key.0, %method, "refused: no Mcp-Session-Id");
+            return reject(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Bad Request: {method} without an Mcp-Session-Id header: this server keeps \
+                     sandboxes per session; send initialize first (protocol versions up to \
+                     2025-11-25) and the session id it returns"
+                ),
+            );
+        }
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
     let is_delete = req.method() == Method::DELETE;
     req.extensions_mut().insert(key.clone());
     let resp = next.run(req).await;
@@ -204,6 +233,25 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
         }
     }
     resp
+}
+
+/// The method of a session-less POST body that is not `initialize` (a
+/// notification or response counts by its method, or as "a message"); None
+/// for `initialize`, and for a body that is no JSON-RPC message at all,
+/// which rmcp answers with its own parse error.
+fn sessionless_method(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let method = match &v {
+        serde_json::Value::Object(m) => m.get("method").and_then(|m| m.as_str()),
+        // Batches are gone from the protocol since 2025-06-18; rmcp
+        // refuses them.
+        _ => return None,
+    };
+    match method {
+        Some("initialize") => None,
+        Some(m) => Some(m.to_string()),
+        None => Some("a message".to_string()),
+    }
 }
 
 /// How long an HTTP session may go without an event: rmcp's five minutes,
@@ -273,6 +321,19 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only `initialize` may come without a session; a 2026-style
+    /// request with its `_meta` is refused, not served statelessly.
+    #[test]
+    fn only_initialize_comes_without_a_session() {
+        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        assert_eq!(sessionless_method(init), None);
+        let call = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"create_sandbox","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(sessionless_method(call).as_deref(), Some("tools/call"));
+        let reply = br#"{"jsonrpc":"2.0","id":2,"result":{}}"#;
+        assert_eq!(sessionless_method(reply).as_deref(), Some("a message"));
+        assert_eq!(sessionless_method(b"not json"), None);
+    }
 
     /// A call may run as long as --max-timeout allows without its session
     /// timing out under it (it was 300 s against a 600 s maximum).

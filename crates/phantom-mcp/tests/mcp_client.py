@@ -343,6 +343,28 @@ async def main_http(url, key1, key2, phantom, root):
     st, body, _ = raw(url, big, {"Authorization": f"Bearer {key1}"})
     check("http body too large -> 413", st == 413, (st, body[:200]))
 
+    # without a session only initialize is served: a call in 2026 style
+    # (protocol version, client info and capabilities in its _meta, which
+    # rmcp would serve statelessly, the sandbox dying with the request) is
+    # refused and makes no sandbox, whichever version its _meta names
+    before = phantom_ids(phantom, root)
+    for version in ("2025-11-25", "2026-07-28"):
+        meta = {"io.modelcontextprotocol/protocolVersion": version,
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+                "io.modelcontextprotocol/clientCapabilities": {}}
+        st, body, _ = raw(url, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                "params": {"name": "create_sandbox",
+                                           "arguments": {"profile": "python-dev"}, "_meta": meta}},
+                          {"Authorization": f"Bearer {key1}", "Mcp-Protocol-Version": version,
+                           "Mcp-Method": "tools/call", "Mcp-Name": "create_sandbox"})
+        check(f"http session-less tools/call ({version} _meta) -> 400",
+              st == 400 and "Mcp-Session-Id" in body, (st, body))
+    st, body, _ = raw(url, {"jsonrpc": "2.0", "id": 4, "method": "tools/list"},
+                      {"Authorization": f"Bearer {key1}", "Mcp-Protocol-Version": "2025-06-18"})
+    check("http session-less tools/list -> 400", st == 400, (st, body))
+    check("http session-less calls made no sandbox", phantom_ids(phantom, root) == before,
+          (before, phantom_ids(phantom, root)))
+
     # a session opened with key1 cannot be used with key2
     st, body, hdr = raw(url, INIT, {"Authorization": f"Bearer {key1}"})
     sid = {k.lower(): v for k, v in hdr.items()}.get("mcp-session-id")

@@ -16,6 +16,9 @@ pub const BINDING: &str = "phantom";
 pub enum Base {
     /// crun's median in the same figure.
     Reference,
+    /// crun's median in another figure (the same work as crun's own
+    /// command, e.g. a sandbox's config run as a plain bundle).
+    ReferenceIn(&'static str),
     /// The host's median in a floor figure.
     Floor(&'static str),
 }
@@ -69,6 +72,15 @@ pub const PROMISES: &[Promise] = &[
         spec: "≤ 3× the fork+exec floor",
         pending: None,
     },
+    Promise {
+        id: "P4",
+        what: "cold sandbox against crun running its config",
+        figure: "sandbox-true-cold",
+        base: Base::ReferenceIn("sandbox-true-crun"),
+        bound: 1.0,
+        spec: "≤ 1.0× `crun run` of the same config",
+        pending: None,
+    },
 ];
 
 #[derive(Debug, Serialize)]
@@ -114,6 +126,7 @@ pub fn evaluate(figures: &[Figure], runtimes: &[Runtime]) -> Vec<Verdict> {
             let fig = find(p.figure);
             let base = match p.base {
                 Base::Reference => fig.and_then(|f| f.median(REFERENCE)),
+                Base::ReferenceIn(id) => find(id).and_then(|f| f.median(REFERENCE)),
                 Base::Floor(id) => find(id).and_then(|f| f.median("host")),
             };
             for rt in runtimes.iter().filter(|r| r.is_phantom) {
@@ -275,10 +288,14 @@ mod tests {
         for p in PROMISES {
             let known = crate::rows::ROWS.iter().any(|r| r.id == p.figure);
             assert!(known, "{}: no row {}", p.id, p.figure);
-            if let Base::Floor(f) = p.base {
-                assert!(crate::rows::ROWS
+            match p.base {
+                Base::Floor(f) => assert!(crate::rows::ROWS
                     .iter()
-                    .any(|r| r.id == f && r.host.is_some()));
+                    .any(|r| r.id == f && r.host.is_some())),
+                Base::ReferenceIn(f) => assert!(crate::rows::ROWS
+                    .iter()
+                    .any(|r| r.id == f && r.oci.is_some())),
+                Base::Reference => {}
             }
         }
     }

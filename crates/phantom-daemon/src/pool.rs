@@ -107,6 +107,9 @@ pub struct Pools {
     spawner: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
     /// Signalled when a runner is gone (drain waits on it).
     gone: Notify,
+    /// Zygotes made at once, at most: the CPUs (more would only slow each
+    /// one down, and with it the request waiting for it).
+    parallel: usize,
 }
 
 /// A first guess of one zygote's PSS until one is measured.
@@ -169,6 +172,7 @@ impl Pools {
             made: Notify::new(),
             spawner: Mutex::new(tx),
             gone: Notify::new(),
+            parallel: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cfg,
         }))
     }
@@ -592,8 +596,9 @@ impl Pools {
                 let cap = usize::try_from(self.cfg.memory_budget / st.pss_per_zygote.max(1))
                     .unwrap_or(usize::MAX)
                     .max(1);
-                let mut total: usize = st.pools.iter().map(|p| p.ready.len() + p.starting).sum();
+                let total: usize = st.pools.iter().map(|p| p.ready.len() + p.starting).sum();
                 let under_pressure = st.under_pressure;
+                let mut eligible = vec![false; st.pools.len()];
                 for (i, p) in st.pools.iter_mut().enumerate() {
                     p.target = target(p, under_pressure);
                     let labels = Metrics::pool(&p.cfg.profile, p.cfg.kind.name());
@@ -612,11 +617,12 @@ impl Pools {
                         Some(t) if t > now && !p.ready.is_empty() => continue,
                         _ => p.refill_at = None,
                     }
-                    while p.ready.len() + p.starting < p.target && total < cap {
-                        p.starting += 1;
-                        total += 1;
-                        starts.push((i, p.cfg.profile.clone(), p.cfg.kind));
-                    }
+                    eligible[i] = true;
+                }
+                for i in plan_refills(&st.pools, &eligible, total, cap, self.parallel) {
+                    let p = &mut st.pools[i];
+                    p.starting += 1;
+                    starts.push((i, p.cfg.profile.clone(), p.cfg.kind));
                 }
             }
             for (i, profile, kind) in starts {
@@ -760,6 +766,44 @@ fn target(p: &Pool, under_pressure: bool) -> usize {
     want.clamp(p.cfg.min, p.cfg.max)
 }
 
+/// The pools that start a zygote now, one entry per start. Pools below
+/// their target take turns, the emptiest first, while fewer than
+/// `parallel` zygotes are being made and `cap` (the memory budget's count)
+/// is not reached; `eligible` leaves out pools backing off after a failure
+/// or waiting out a refill delay.
+fn plan_refills(
+    pools: &[Pool],
+    eligible: &[bool],
+    total: usize,
+    cap: usize,
+    parallel: usize,
+) -> Vec<usize> {
+    let mut making: usize = pools.iter().map(|p| p.starting).sum();
+    let mut have: Vec<usize> = pools.iter().map(|p| p.ready.len() + p.starting).collect();
+    let mut total = total;
+    let mut order: Vec<usize> = (0..pools.len()).filter(|&i| eligible[i]).collect();
+    order.sort_by_key(|&i| pools[i].ready.len());
+    let mut out = Vec::new();
+    loop {
+        let mut any = false;
+        for &i in &order {
+            if making >= parallel || total >= cap {
+                return out;
+            }
+            if have[i] < pools[i].target {
+                have[i] += 1;
+                making += 1;
+                total += 1;
+                out.push(i);
+                any = true;
+            }
+        }
+        if !any {
+            return out;
+        }
+    }
+}
+
 /// The runner's first line: `ready WORKSPACE`, before it exits or a minute
 /// passes.
 async fn first_line(pidfd: &AsyncFd<OwnedFd>, out: std::process::ChildStdout) -> Result<String> {
@@ -804,6 +848,40 @@ mod tests {
             retry_at: None,
             refill_at: None,
         }
+    }
+
+    /// Refills share the CPUs: at most `parallel` at once, pools taking
+    /// turns with the emptiest first, within the memory cap.
+    #[test]
+    fn refills_take_turns_up_to_the_cpus() {
+        let mut a = pool(1, 8, 0.0, 0.1);
+        a.target = 4;
+        let mut b = pool(1, 8, 0.0, 0.1);
+        b.target = 2;
+        b.ready.push(Ready {
+            id: "zyg-b".into(),
+            pid: 1,
+            socket: PathBuf::new(),
+            workspace: String::new(),
+            kind: PoolKind::Zygote,
+        });
+        let pools = [a, b];
+        assert_eq!(plan_refills(&pools, &[true, true], 1, 100, 2), [0, 1]);
+        assert_eq!(
+            plan_refills(&pools, &[true, true], 1, 100, 8),
+            [0, 1, 0, 0, 0]
+        );
+        assert_eq!(plan_refills(&pools, &[false, true], 1, 100, 8), [1]);
+        // The memory cap counts what is ready too.
+        assert_eq!(plan_refills(&pools, &[true, true], 1, 3, 8), [0, 1]);
+        // Zygotes already being made count against the CPUs.
+        let mut busy = pools;
+        busy[0].starting = 2;
+        assert_eq!(
+            plan_refills(&busy, &[true, true], 3, 100, 2),
+            Vec::<usize>::new()
+        );
+        assert_eq!(plan_refills(&busy, &[true, true], 3, 100, 3), [0]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Exit status: 0 when every command ran, 1 when a runtime command failed,
 //! 2 when the bench could not set up, 130 when interrupted.
 
+mod agents;
 mod bundles;
 mod chart;
 mod exec;
@@ -235,13 +236,35 @@ fn run(args: &Args) -> Result<bool> {
         .filter(|r| args.wanted(r.id))
         .cloned()
         .collect();
+    // It also serves REST for the agents' figure, on a loopback port of
+    // its own, with a key file and an audit log in the bench's work dir.
+    let rest = if args.wanted(agents::REST) {
+        rest_listener(&work)
+            .map_err(|e| progress.note(&format!("{}: {e}", agents::REST)))
+            .ok()
+    } else {
+        None
+    };
+    let rest_args: Vec<String> = match &rest {
+        Some((r, keys, audit)) => vec![
+            "--listen".into(),
+            r.addr.to_string(),
+            "--api-keys".into(),
+            keys.display().to_string(),
+            "--audit-log".into(),
+            audit.display().to_string(),
+        ],
+        None => Vec::new(),
+    };
+    let rest_args: Vec<&str> = rest_args.iter().map(String::as_str).collect();
     let daemon = start_daemon(
         &phantom,
         &work.path("root/daemon"),
         &work.path("daemon.sock"),
-        &[],
+        &rest_args,
         &progress,
     );
+    let rest = rest.filter(|_| daemon.is_some()).map(|(r, _, _)| r);
     if let Some(d) = &daemon {
         let _ = exec::DAEMON_SOCKET.set(d.socket.clone());
     }
@@ -346,6 +369,28 @@ fn run(args: &Args) -> Result<bool> {
             counts.runs,
             counts.warmup,
             "start latency and floor",
+        ));
+    }
+    // The agents' entry points, after the warm CLI rows (they share the
+    // daemon's pool).
+    if !exec::interrupted() && args.wanted(agents::REST) {
+        figures.push(agents::rest_figure(
+            &rts,
+            rest.as_ref(),
+            counts.runs,
+            counts.warmup,
+            &progress,
+        ));
+    }
+    if !exec::interrupted() && args.wanted(agents::MCP) {
+        figures.push(agents::mcp_figure(
+            &rts,
+            &phantom,
+            &work.path("root/mcp"),
+            daemon.as_ref().map(|d| d.socket.as_path()),
+            counts.runs,
+            counts.warmup,
+            &progress,
         ));
     }
     let lifecycle_ids = ["create", "start", "delete", "rss-create"];
@@ -636,6 +681,27 @@ fn pools_full(status: &serde_json::Value) -> bool {
                 _ => true,
             })
     })
+}
+
+/// A free loopback port for the daemon's REST listener, a key file (mode
+/// 0600, as the daemon requires) and the path of its audit log.
+fn rest_listener(work: &Work) -> Result<(agents::Rest, PathBuf, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("find a free loopback port")?
+        .port();
+    let key = format!("bench-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let keys = work.path("api-keys");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&keys)
+        .with_context(|| format!("create {}", keys.display()))?;
+    std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    Ok((agents::Rest { addr, key }, keys, work.path("audit.jsonl")))
 }
 
 /// One of the bench's daemons.

@@ -21,6 +21,11 @@ pub enum Base {
     ReferenceIn(&'static str),
     /// The host's median in a floor figure.
     Floor(&'static str),
+    /// The same phantom's median in another figure (an entry point against
+    /// the warm CLI).
+    Own(&'static str),
+    /// A time in milliseconds: the "ratio" is phantom's median in ms.
+    Millis,
 }
 
 pub struct Promise {
@@ -81,6 +86,24 @@ pub const PROMISES: &[Promise] = &[
         spec: "≤ 1.0× `crun run` of the same config",
         pending: None,
     },
+    Promise {
+        id: "P6",
+        what: "REST run through the daemon, kept-alive connection",
+        figure: crate::agents::REST,
+        base: Base::Own("sandbox-true-daemon"),
+        bound: 2.0,
+        spec: "≤ 2× the warm CLI row",
+        pending: None,
+    },
+    Promise {
+        id: "P6",
+        what: "MCP run_code print(1) over stdio, daemon up",
+        figure: crate::agents::MCP,
+        base: Base::Millis,
+        bound: 10.0,
+        spec: "≤ 10 ms",
+        pending: None,
+    },
 ];
 
 #[derive(Debug, Serialize)]
@@ -127,11 +150,18 @@ pub fn evaluate(figures: &[Figure], runtimes: &[Runtime]) -> Vec<Verdict> {
             let base = match p.base {
                 Base::Reference => fig.and_then(|f| f.median(REFERENCE)),
                 Base::ReferenceIn(id) => find(id).and_then(|f| f.median(REFERENCE)),
+                // Per runtime below.
+                Base::Own(_) => None,
+                Base::Millis => Some(1.0),
                 Base::Floor(id) => find(id).and_then(|f| f.median("host")),
             };
             for rt in runtimes.iter().filter(|r| r.is_phantom) {
                 let cell = fig.and_then(|f| f.cell(&rt.name));
                 let mine = fig.and_then(|f| f.median(&rt.name));
+                let base = match p.base {
+                    Base::Own(id) => find(id).and_then(|f| f.median(&rt.name)),
+                    _ => base,
+                };
                 let (ratio, note) = match (mine, base, cell) {
                     (_, _, Some(c)) if c.status == Status::Pending => (
                         None,
@@ -161,7 +191,11 @@ pub fn lines(verdicts: &[Verdict]) -> String {
     let mut out = String::new();
     for v in verdicts {
         let head = format!("{} {} ({}):", v.id, v.what, v.bound);
+        let millis = PROMISES
+            .iter()
+            .any(|p| p.figure == v.figure && matches!(p.base, Base::Millis));
         let ratio = |r: &RuntimeVerdict| match r.ratio {
+            Some(x) if millis => format!("{x:.2} ms"),
             Some(x) => format!("{x:.2}×"),
             None => r.note.clone().unwrap_or_default(),
         };
@@ -286,7 +320,8 @@ mod tests {
             );
         }
         for p in PROMISES {
-            let known = crate::rows::ROWS.iter().any(|r| r.id == p.figure);
+            let known = crate::rows::ROWS.iter().any(|r| r.id == p.figure)
+                || crate::agents::FIGURES.contains(&p.figure);
             assert!(known, "{}: no row {}", p.id, p.figure);
             match p.base {
                 Base::Floor(f) => assert!(crate::rows::ROWS
@@ -295,7 +330,10 @@ mod tests {
                 Base::ReferenceIn(f) => assert!(crate::rows::ROWS
                     .iter()
                     .any(|r| r.id == f && r.oci.is_some())),
-                Base::Reference => {}
+                Base::Own(f) => assert!(crate::rows::ROWS
+                    .iter()
+                    .any(|r| r.id == f && r.phantom.is_some())),
+                Base::Reference | Base::Millis => {}
             }
         }
     }

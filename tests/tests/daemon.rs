@@ -175,9 +175,34 @@ fn warm_and_cold_give_the_same_results_and_sigterm_cleans_up() {
         let out = d.run(&args);
         assert_eq!(stdout(&out), "copied\n", "{mode}: {}", describe(&out));
     }
-    // A missing command and a timeout behave as on the cold path.
-    let out = d.run(&["run", "--profile", "python-dev", "--", "no-such-cmd-xyz"]);
-    assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
+    // A missing command and a timeout behave as on the cold path. A
+    // program that cannot be executed (a directory: execve's EACCES) is
+    // 126, a missing one 127, warm and cold alike: the status comes from
+    // init's errno.
+    for (prog, want) in [
+        ("no-such-cmd-xyz", 127),
+        ("/usr", 126),
+        ("/no/such/file", 127),
+    ] {
+        for mode in ["", "--no-daemon"] {
+            let mut args = vec!["run", "--profile", "python-dev", "--", prog];
+            if !mode.is_empty() {
+                args.insert(1, mode);
+            }
+            let out = d.run(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(want),
+                "{prog} {mode}: {}",
+                describe(&out)
+            );
+            assert!(
+                stderr(&out).contains(prog),
+                "{prog} {mode}: {}",
+                describe(&out)
+            );
+        }
+    }
     let out = d.run(&[
         "run",
         "--profile",

@@ -3,7 +3,8 @@
 //!
 //! child -> parent: `Hooks` (namespaces and mounts are ready: run prestart
 //! and createRuntime hooks now), `Ready` (init is blocked on exec.fifo),
-//! `Error(text)`.
+//! `Error(text)`, `ExecFailed(errno, text)` (the program could not be
+//! executed).
 //! parent -> child: `Go(state)` (uid/gid maps written, or runtime hooks
 //! done; carries the OCI state JSON that container hooks get on stdin).
 //!
@@ -30,9 +31,36 @@ pub enum Msg {
     Exec(String),
     Ready,
     Error(String),
+    /// The program could not be executed: execve's (or the lookup's)
+    /// errno and the message.
+    ExecFailed {
+        errno: i32,
+        message: String,
+    },
 }
 
 impl Msg {
+    /// The error init reported, if this is an error message.
+    pub fn into_error(self) -> Option<Error> {
+        match self {
+            Msg::Error(e) => Some(Error::Init(e)),
+            Msg::ExecFailed { errno, message } => Some(Error::ExecFailed { errno, message }),
+            _ => None,
+        }
+    }
+
+    /// The message that reports `err` (its errno kept for a program that
+    /// could not be executed).
+    pub fn from_error(err: &Error) -> Msg {
+        match err {
+            Error::ExecFailed { errno, message } => Msg::ExecFailed {
+                errno: *errno,
+                message: message.clone(),
+            },
+            e => Msg::Error(e.to_string()),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Msg::Go(s) => {
@@ -48,6 +76,7 @@ impl Msg {
                 v
             }
             Msg::Ready => b"R".to_vec(),
+            Msg::ExecFailed { errno, message } => format!("F{errno} {message}").into_bytes(),
             Msg::Error(e) => {
                 let mut v = b"E".to_vec();
                 v.extend_from_slice(e.as_bytes());
@@ -68,6 +97,14 @@ impl Msg {
             b'R' => Some(Msg::Ready),
             b'X' => Some(Msg::Exec(String::from_utf8_lossy(&b[1..]).into_owned())),
             b'E' => Some(Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned())),
+            b'F' => {
+                let text = String::from_utf8_lossy(&b[1..]);
+                let (errno, message) = text.split_once(' ')?;
+                Some(Msg::ExecFailed {
+                    errno: errno.parse().ok()?,
+                    message: message.to_string(),
+                })
+            }
             _ => None,
         }
     }
@@ -233,8 +270,14 @@ mod tests {
         let (a, b) = pair().unwrap();
         a.send(&Msg::Go("{}".into())).unwrap();
         a.send(&Msg::Error("boom: x".into())).unwrap();
+        let failed = Msg::ExecFailed {
+            errno: libc::ENOENT,
+            message: "exec: \"nope\": executable file not found in $PATH".into(),
+        };
+        a.send(&failed).unwrap();
         assert_eq!(b.recv().unwrap(), Some(Msg::Go("{}".into())));
         assert_eq!(b.recv().unwrap(), Some(Msg::Error("boom: x".into())));
+        assert_eq!(b.recv().unwrap(), Some(failed));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
     }

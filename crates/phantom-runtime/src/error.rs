@@ -54,6 +54,14 @@ pub enum Error {
     #[error("{0}")]
     Init(String),
 
+    /// The program could not be executed: `errno` is the PATH lookup's or
+    /// execve's (ENOENT: not found; EACCES, ENOEXEC...: found but not
+    /// runnable), so that callers pick an exit code from it (a shell's 127
+    /// or 126) instead of reading the text. The message keeps runc's words
+    /// ("executable file not found in $PATH"), which engines match.
+    #[error("{message}")]
+    ExecFailed { errno: i32, message: String },
+
     #[error("{0}")]
     Unsupported(String),
 

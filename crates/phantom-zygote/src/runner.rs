@@ -393,13 +393,10 @@ fn run_request(
     oom: impl Fn() -> Option<String>,
 ) -> Result<i32> {
     if let Err(e) = started {
-        let msg = e.to_string();
-        let status = if msg.contains("not found") || msg.contains("no such file") {
-            127
-        } else {
-            126
-        };
-        send_reply(conn.as_raw_fd(), &RunReply::status(status, Some(msg)))?;
+        send_reply(
+            conn.as_raw_fd(),
+            &RunReply::status(exec_failure_status(&e), Some(e.to_string())),
+        )?;
         return Ok(0);
     }
     // Our copies of the caller's stdio must go, or its pipes never close.
@@ -414,6 +411,16 @@ fn run_request(
     };
     let _ = send_reply(conn.as_raw_fd(), &RunReply::status(status, why));
     Ok(0)
+}
+
+/// The exit status of a program that could not start, as a shell gives
+/// it: 127 when it does not exist (ENOENT), 126 when it exists but cannot
+/// be executed, or when the sandbox failed before the exec.
+fn exec_failure_status(e: &phantom_runtime::error::Error) -> i32 {
+    match e {
+        phantom_runtime::error::Error::ExecFailed { errno, .. } if *errno == libc::ENOENT => 127,
+        _ => 126,
+    }
 }
 
 /// Wait for the program `pid`; `kill` it (and what belongs to it) if the

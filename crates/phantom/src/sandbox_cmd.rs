@@ -161,15 +161,14 @@ pub fn prepare(
     })
 }
 
-/// Exit status for a program that could not be started, as a shell has it.
+/// Exit status for a program that could not be started, as a shell has it:
+/// 127 when it does not exist, 126 when it cannot be executed; None for
+/// any other failure. From init's errno, never from the message.
 fn exec_failure_status(e: &phantom_runtime::Error) -> Option<i32> {
-    let msg = e.to_string();
-    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-        Some(127)
-    } else if msg.contains("permission denied") && msg.contains("exec:") {
-        Some(126)
-    } else {
-        None
+    match e {
+        phantom_runtime::Error::ExecFailed { errno, .. } if *errno == libc::ENOENT => Some(127),
+        phantom_runtime::Error::ExecFailed { .. } => Some(126),
+        _ => None,
     }
 }
 

@@ -453,7 +453,9 @@ fn create_reserved(
                 }
                 pid.0 = init;
             }
-            Some(Msg::Error(e)) => return Err(Error::Init(e)),
+            Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+                return Err(m.into_error().expect("an error message"))
+            }
             other => {
                 return Err(Error::Init(format!(
                     "container init stage one ended without a pid ({other:?})"
@@ -502,7 +504,9 @@ fn create_reserved(
     }
     match msg {
         Some(Msg::Ready) => {}
-        Some(Msg::Error(e)) => return Err(Error::Init(e)),
+        Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+            return Err(m.into_error().expect("an error message"))
+        }
         Some(other) => {
             return Err(Error::Init(format!(
                 "container init sent {other:?} out of turn"

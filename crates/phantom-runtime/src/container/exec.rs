@@ -151,9 +151,9 @@ pub fn exec(store: &StateStore, opts: &ExecOptions) -> Result<i32> {
     match parent_end.recv()? {
         // The sync socket is close-on-exec: EOF means the program runs.
         None => {}
-        Some(Msg::Error(e)) => {
+        Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
             let _ = waitpid(Pid::from_raw(child), None);
-            return Err(Error::Init(e));
+            return Err(m.into_error().expect("an error message"));
         }
         Some(other) => return Err(Error::Init(format!("exec: unexpected {other:?}"))),
     }
@@ -193,10 +193,9 @@ pub fn spawn_zygote(store: &StateStore, opts: &ExecOptions) -> Result<ExecZygote
         other => {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
-            Err(match other {
-                Some(Msg::Error(e)) => Error::Init(e),
-                _ => Error::Init("the exec zygote ended before it was ready".into()),
-            })
+            Err(other
+                .and_then(Msg::into_error)
+                .unwrap_or_else(|| Error::Init("the exec zygote ended before it was ready".into())))
         }
     }
 }
@@ -209,7 +208,9 @@ impl ExecZygote {
         self.chan.send_with_fds(&Msg::Exec(json), &stdio)?;
         match self.chan.recv()? {
             None => Ok(()),
-            Some(Msg::Error(e)) => Err(Error::Init(e)),
+            Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+                Err(m.into_error().expect("an error message"))
+            }
             Some(other) => Err(Error::Init(format!(
                 "exec zygote sent {other:?} out of turn"
             ))),
@@ -364,11 +365,11 @@ fn child_main(
     }));
     let err = match setup {
         Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => e.to_string(),
-        Err(panic) => format!(
+        Ok(Err(e)) => e,
+        Err(panic) => Error::Init(format!(
             "exec: the process panicked during setup: {}",
             crate::process::init::panic_text(&panic)
-        ),
+        )),
     };
     crate::process::init::report(chan, &err);
     // SAFETY: _exit ends this copy of phantom without running its

@@ -42,7 +42,9 @@ impl Zygote {
         // init's end is close-on-exec: end of stream means it executed.
         let res = match self.chan.recv()? {
             None => Ok(()),
-            Some(Msg::Error(e)) => Err(Error::Init(e)),
+            Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+                Err(m.into_error().expect("an error message"))
+            }
             Some(other) => Err(Error::Init(format!("zygote sent {other:?} out of turn"))),
         };
         // The container is running now (state derives that from the fifo).

@@ -60,8 +60,8 @@ pub fn main(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> ! {
     let err =
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(sys, plan, chan))) {
             Ok(Ok(never)) => match never {},
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => format!("container init panicked: {}", panic_text(&panic)),
+            Ok(Err(e)) => e,
+            Err(panic) => Error::Init(format!("container init panicked: {}", panic_text(&panic))),
         };
     report(chan, &err);
     // SAFETY: _exit ends this process without running the parent's
@@ -72,8 +72,8 @@ pub fn main(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> ! {
 /// Send init's error to `phantom create`; if the channel cannot carry it,
 /// write it to stderr (create's own, unless a terminal replaced it), so
 /// that it is never lost.
-pub(crate) fn report(chan: &Channel, err: &str) {
-    if chan.send(&Msg::Error(err.to_string())).is_err() {
+pub(crate) fn report(chan: &Channel, err: &Error) {
+    if chan.send(&Msg::from_error(err)).is_err() {
         eprintln!("phantom: container init: {err}");
     }
 }

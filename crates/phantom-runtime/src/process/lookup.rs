@@ -32,16 +32,18 @@ pub fn find(arg0: &str, env: &[String]) -> Result<PathBuf> {
         let p = PathBuf::from(arg0);
         return match executable(&p) {
             Ok(()) => Ok(p),
-            Err(libc::ENOENT) => Err(Error::Init(format!(
-                "exec: {arg0:?}: no such file or directory"
-            ))),
-            Err(libc::EACCES) | Err(libc::EPERM) => {
-                Err(Error::Init(format!("exec: {arg0:?}: permission denied")))
-            }
-            Err(e) => Err(Error::Init(format!(
-                "exec: {arg0:?}: {}",
-                std::io::Error::from_raw_os_error(e)
-            ))),
+            Err(libc::ENOENT) => Err(Error::ExecFailed {
+                errno: libc::ENOENT,
+                message: format!("exec: {arg0:?}: no such file or directory"),
+            }),
+            Err(e @ (libc::EACCES | libc::EPERM)) => Err(Error::ExecFailed {
+                errno: e,
+                message: format!("exec: {arg0:?}: permission denied"),
+            }),
+            Err(e) => Err(Error::ExecFailed {
+                errno: e,
+                message: format!("exec: {arg0:?}: {}", std::io::Error::from_raw_os_error(e)),
+            }),
         };
     }
     let path = env
@@ -59,11 +61,15 @@ pub fn find(arg0: &str, env: &[String]) -> Result<PathBuf> {
         }
     }
     if denied {
-        return Err(Error::Init(format!("exec: {arg0:?}: permission denied")));
+        return Err(Error::ExecFailed {
+            errno: libc::EACCES,
+            message: format!("exec: {arg0:?}: permission denied"),
+        });
     }
-    Err(Error::Init(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    )))
+    Err(Error::ExecFailed {
+        errno: libc::ENOENT,
+        message: format!("exec: {arg0:?}: executable file not found in $PATH"),
+    })
 }
 
 #[cfg(test)]

@@ -222,5 +222,8 @@ pub fn exec(p: &ProcessPlan, program: &Path, args: &[String]) -> Result<Infallib
         install_seccomp(p)?;
     }
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    Err(Error::Init(format!("exec {}: {e}", program.display())))
+    Err(Error::ExecFailed {
+        errno: e as i32,
+        message: format!("exec {}: {e}", program.display()),
+    })
 }

@@ -667,4 +667,14 @@ fn back_to_back_runs_wait_for_the_zygote_being_made() {
         warm >= runs - 2,
         "only {warm} of {runs} back-to-back runs were served warm"
     );
+    // The daemon counts the same: what its pool served, and what went cold.
+    let (served, missed) = (
+        d.pool("python-dev", "served"),
+        d.pool("python-dev", "missed"),
+    );
+    assert_eq!(
+        (served, missed),
+        (warm as u64, (runs - warm) as u64),
+        "daemon --status: served {served}, missed {missed}; the clients saw {warm} warm of {runs}"
+    );
 }

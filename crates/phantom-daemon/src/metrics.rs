@@ -56,6 +56,8 @@ pub struct Metrics {
     pub pool_target: Family<PoolLabels, Gauge>,
     pub pool_refills: Family<PoolLabels, Counter>,
     pub pool_replaced: Family<PoolLabels, Counter>,
+    pub pool_served: Family<PoolLabels, Counter>,
+    pub pool_missed: Family<PoolLabels, Counter>,
     pub sandboxes_active: Gauge,
     pub policy_compile: HistogramFamily<ProfileLabels>,
     pub requests: Family<RequestLabels, Counter>,
@@ -100,6 +102,18 @@ impl Metrics {
             "Zygotes that died while pooled and were replaced",
             pool_replaced.clone(),
         );
+        let pool_served = Family::<PoolLabels, Counter>::default();
+        registry.register(
+            "pool_served",
+            "Requests a pooled zygote served (warm)",
+            pool_served.clone(),
+        );
+        let pool_missed = Family::<PoolLabels, Counter>::default();
+        registry.register(
+            "pool_missed",
+            "Requests for the pool that found no zygote ready (or being made in time) and went cold",
+            pool_missed.clone(),
+        );
         let sandboxes_active = Gauge::default();
         registry.register(
             "sandboxes_active",
@@ -138,6 +152,8 @@ impl Metrics {
             pool_target,
             pool_refills,
             pool_replaced,
+            pool_served,
+            pool_missed,
             sandboxes_active,
             policy_compile,
             requests,

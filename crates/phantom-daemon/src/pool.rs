@@ -50,6 +50,9 @@ struct Pool {
     rate: f64,
     /// Moving average of the time a zygote takes to get ready (s).
     startup: f64,
+    /// Requests this pool served, and requests for it that went cold.
+    served: u64,
+    missed: u64,
     failures: u32,
     retry_at: Option<Instant>,
     /// A refill waits until the request that took a zygote has started,
@@ -150,6 +153,8 @@ impl Pools {
                 demand: 0,
                 rate: 0.0,
                 startup: 0.1,
+                served: 0,
+                missed: 0,
                 failures: 0,
                 retry_at: None,
                 refill_at: None,
@@ -186,7 +191,27 @@ impl Pools {
     /// such a pool has one ready, else a plain zygote, which leaves the
     /// pool.
     pub fn acquire(&self, profile: &str, python: bool) -> Option<Ready> {
-        self.take(profile, python, true)
+        let got = self.take(profile, python, true);
+        if got.is_none() {
+            self.count_miss(profile);
+        }
+        got
+    }
+
+    /// A request for `profile`'s pool that goes cold.
+    fn count_miss(&self, profile: &str) {
+        let mut st = self.lock();
+        if let Some(p) = st
+            .pools
+            .iter_mut()
+            .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Zygote)
+        {
+            p.missed += 1;
+            self.metrics
+                .pool_missed
+                .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
+                .inc();
+        }
     }
 
     /// As [`Pools::acquire`], but when the pool is empty while a zygote
@@ -205,7 +230,10 @@ impl Pools {
             if let Some(z) = self.take(profile, python, count) {
                 return Some(z);
             }
-            let bound = self.being_made(profile, python)?;
+            let Some(bound) = self.being_made(profile, python) else {
+                self.count_miss(profile);
+                return None;
+            };
             if count {
                 // A request that has to wait says the pool is short: it
                 // counts twice towards the rate its target follows.
@@ -214,7 +242,11 @@ impl Pools {
             count = false;
             let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + bound);
             if tokio::time::timeout_at(until, made).await.is_err() {
-                return self.take(profile, python, false);
+                let got = self.take(profile, python, false);
+                if got.is_none() {
+                    self.count_miss(profile);
+                }
+                return got;
             }
         }
     }
@@ -266,6 +298,11 @@ impl Pools {
                 if !p.ready.is_empty() {
                     p.next = (p.next + 1) % p.ready.len();
                     got = Some(p.ready[p.next].clone());
+                    p.served += 1;
+                    self.metrics
+                        .pool_served
+                        .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
+                        .inc();
                 }
             }
         }
@@ -280,6 +317,11 @@ impl Pools {
                 }
                 if !p.ready.is_empty() {
                     got = Some(p.ready.remove(0));
+                    p.served += 1;
+                    self.metrics
+                        .pool_served
+                        .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
+                        .inc();
                     if !p.ready.is_empty() {
                         p.refill_at = Some(Instant::now() + REFILL_DELAY);
                     }
@@ -685,6 +727,8 @@ impl Pools {
                     "min": p.cfg.min,
                     "max": p.cfg.max,
                     "requests_per_second": (p.rate * 100.0).round() / 100.0,
+                    "served": p.served,
+                    "missed": p.missed,
                 })
             })
             .collect();
@@ -844,6 +888,8 @@ mod tests {
             demand: 0,
             rate,
             startup,
+            served: 0,
+            missed: 0,
             failures: 0,
             retry_at: None,
             refill_at: None,

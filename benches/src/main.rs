@@ -408,6 +408,27 @@ fn run(args: &Args) -> Result<bool> {
             counts.block,
         ));
     }
+    if !exec::interrupted() && (args.wanted("throughput-warm") || args.wanted("warm-share")) {
+        let status = || -> Option<(u64, u64)> {
+            let sock = &daemon.as_ref()?.socket;
+            let out = std::process::Command::new(&phantom)
+                .args(["daemon", "--status", "--socket"])
+                .arg(sock)
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some((
+                v["python-dev"]["served"].as_u64()?,
+                v["python-dev"]["missed"].as_u64()?,
+            ))
+        };
+        figures.extend(measure::warm_throughput(
+            &mut ctx,
+            counts.throughput,
+            counts.block,
+            &status,
+        ));
+    }
     // Last: the namespaces it drops are torn down by the kernel later, in
     // the background.
     if !exec::interrupted() && args.wanted("netns") {

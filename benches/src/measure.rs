@@ -363,103 +363,218 @@ pub fn throughput(ctx: &mut Ctx, total: usize, block: usize) -> Vec<Figure> {
         } else {
             format!("{total} runs in {streams} parallel streams")
         };
-        let mut fig = Figure::new(
+        let (fig, _) = blocks(
+            ctx,
             fig_id,
-            Section::Throughput,
             &title,
-            Unit::PerSec,
-            ctx.cells(),
+            streams,
+            total,
+            block,
+            |_| Some(PLAIN_RUN),
+            None,
         );
-        let blocks = total.div_ceil(block.max(1));
-        let mut order: Vec<usize> = (0..ctx.runtimes.len()).collect();
-        for b in 0..blocks {
-            ctx.rng.shuffle(&mut order);
-            let n = block.min(total - b * block);
-            for &ri in &order {
-                if interrupted() || !fig.cells[ri].is_ok() {
-                    continue;
-                }
-                let rt = &ctx.runtimes[ri];
-                let per_stream: Vec<usize> = (0..streams)
-                    .map(|s| n / streams + usize::from(s < n % streams))
-                    .collect();
-                let start = Instant::now();
-                let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = per_stream
-                        .iter()
-                        .enumerate()
-                        .map(|(s, &k)| {
-                            let stderr = ctx.stderr_file(1 + s);
-                            let prefix = &ctx.work.prefix;
-                            let bundles = ctx.bundles;
-                            // Ok(runs that hung on a lost SIGCHLD), or the error.
-                            scope.spawn(move || -> Result<usize, String> {
-                                let mut hangs = 0;
-                                for i in 0..k {
-                                    if interrupted() {
-                                        return Ok(hangs);
-                                    }
-                                    let id = format!("{prefix}-{fig_id}-{ri}-{b}-{s}-{i}");
-                                    work::track(&id, rt.delete_force(&id));
-                                    let argv = rt.argv(expand(
-                                        "run --bundle {bundle:plain} {id}",
-                                        &id,
-                                        |_, n| bundles.path(n),
-                                    ));
-                                    match exec::timed(&argv, &stderr) {
-                                        Ok(m) => {
-                                            work::untrack(&id);
-                                            hangs += usize::from(m.nudged);
-                                        }
-                                        Err(e) => {
-                                            work::force_delete(&id);
-                                            return Err(e);
-                                        }
-                                    }
-                                }
-                                Ok(hangs)
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or(Err("stream panicked".into())))
-                        .collect()
-                });
-                let secs = start.elapsed().as_secs_f64();
-                if interrupted() {
-                    break;
-                }
-                // A block with a failure or a hang is not a sample.
-                let cell = &mut fig.cells[ri];
-                let mut clean = true;
-                for r in results {
-                    match r {
-                        Ok(0) => {}
-                        Ok(h) => {
-                            cell.hangs += h;
-                            clean = false;
-                        }
-                        Err(e) => {
-                            cell.fail(e);
-                            clean = false;
-                        }
-                    }
-                }
-                if clean {
-                    cell.samples.push(n as f64 / secs);
-                }
-            }
-            ctx.progress.update(&format!(
-                "throughput, {} stream(s): block {}/{blocks} of {n} runs",
-                streams,
-                b + 1
-            ));
-            exec::reap_zombies();
-        }
         figures.push(fig);
     }
     figures
+}
+
+/// The figures of [`warm_throughput`] (the promises test checks names).
+#[cfg(test)]
+pub const WARM_FIGURES: [&str; 4] = [
+    "throughput-warm-seq",
+    "warm-share-seq",
+    "throughput-warm-par4",
+    "warm-share-par4",
+];
+
+const PLAIN_RUN: &str = "run --bundle {bundle:plain} {id}";
+const WARM_RUN: &str = "run --profile python-dev -- /bin/true";
+
+/// Warm sandboxes per second (promise P5): `total` back-to-back `phantom
+/// run --profile python-dev -- /bin/true` through the bench's daemon, from
+/// one client and from four at once, against crun's `run` of the plain
+/// bundle in the same streams. With each, the share of runs the daemon's
+/// pool served warm (its `served`/`missed` counters around each block).
+pub fn warm_throughput(
+    ctx: &mut Ctx,
+    total: usize,
+    block: usize,
+    status: &dyn Fn() -> Option<(u64, u64)>,
+) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for (suffix, streams) in [("seq", 1usize), ("par4", 4)] {
+        let title = if streams == 1 {
+            format!("{total} warm sandboxes back to back, one client (crun: plain `run`)")
+        } else {
+            format!("{total} warm sandboxes from {streams} clients at once (crun: plain `run`)")
+        };
+        let command = |rt: &Runtime| match rt.name.as_str() {
+            crate::promises::BINDING => Some(WARM_RUN),
+            crate::runtimes::REFERENCE => Some(PLAIN_RUN),
+            _ => None,
+        };
+        let (fig, share) = blocks(
+            ctx,
+            &format!("throughput-warm-{suffix}"),
+            &title,
+            streams,
+            total,
+            block,
+            command,
+            Some(status),
+        );
+        figures.push(fig);
+        figures.push(share);
+    }
+    figures
+}
+
+/// The block loop of the throughput figures: `command(runtime)` (None: n/a)
+/// run `total` times per runtime in blocks of `block`, over `streams`
+/// parallel streams; a block's rate is one sample. With `warm`, the
+/// daemon's (served, missed) counters are read around each block of the
+/// binding phantom, and the second figure gets that block's warm share (%).
+#[allow(clippy::too_many_arguments)]
+fn blocks(
+    ctx: &mut Ctx,
+    fig_id: &str,
+    title: &str,
+    streams: usize,
+    total: usize,
+    block: usize,
+    command: impl Fn(&Runtime) -> Option<&'static str>,
+    warm: Option<&dyn Fn() -> Option<(u64, u64)>>,
+) -> (Figure, Figure) {
+    let mut cells = ctx.cells();
+    for (ri, rt) in ctx.runtimes.iter().enumerate() {
+        if command(rt).is_none() {
+            cells[ri] = Cell::new(&rt.name, Status::NotApplicable, None);
+        }
+    }
+    let mut fig = Figure::new(fig_id, Section::Throughput, title, Unit::PerSec, cells);
+    let share_cells = ctx
+        .runtimes
+        .iter()
+        .map(|rt| {
+            if warm.is_some() && rt.name == crate::promises::BINDING {
+                Cell::new(&rt.name, Status::Ok, None)
+            } else {
+                Cell::new(&rt.name, Status::NotApplicable, None)
+            }
+        })
+        .collect();
+    let mut share = Figure::new(
+        &fig_id.replacen("throughput-warm-", "warm-share-", 1),
+        Section::Throughput,
+        &format!("share served warm by the daemon's pool: {title}"),
+        Unit::Percent,
+        share_cells,
+    );
+    let blocks = total.div_ceil(block.max(1));
+    let mut order: Vec<usize> = (0..ctx.runtimes.len()).collect();
+    for b in 0..blocks {
+        ctx.rng.shuffle(&mut order);
+        let n = block.min(total - b * block);
+        for &ri in &order {
+            if interrupted() || !fig.cells[ri].is_ok() {
+                continue;
+            }
+            let rt = &ctx.runtimes[ri];
+            let Some(template) = command(rt) else {
+                continue;
+            };
+            let counted = warm.filter(|_| rt.name == crate::promises::BINDING);
+            let before = counted.and_then(|f| f());
+            let per_stream: Vec<usize> = (0..streams)
+                .map(|s| n / streams + usize::from(s < n % streams))
+                .collect();
+            let start = Instant::now();
+            let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = per_stream
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &k)| {
+                        let stderr = ctx.stderr_file(1 + s);
+                        let prefix = &ctx.work.prefix;
+                        let bundles = ctx.bundles;
+                        // Ok(runs that hung on a lost SIGCHLD), or the error.
+                        scope.spawn(move || -> Result<usize, String> {
+                            let mut hangs = 0;
+                            for i in 0..k {
+                                if interrupted() {
+                                    return Ok(hangs);
+                                }
+                                let id = format!("{prefix}-{fig_id}-{ri}-{b}-{s}-{i}");
+                                let named = template.contains("{id}");
+                                if named {
+                                    work::track(&id, rt.delete_force(&id));
+                                }
+                                let argv = rt.argv(expand(template, &id, |_, n| bundles.path(n)));
+                                match exec::timed(&argv, &stderr) {
+                                    Ok(m) => {
+                                        if named {
+                                            work::untrack(&id);
+                                        }
+                                        hangs += usize::from(m.nudged);
+                                    }
+                                    Err(e) => {
+                                        if named {
+                                            work::force_delete(&id);
+                                        }
+                                        return Err(e);
+                                    }
+                                }
+                            }
+                            Ok(hangs)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(Err("stream panicked".into())))
+                    .collect()
+            });
+            let secs = start.elapsed().as_secs_f64();
+            if interrupted() {
+                break;
+            }
+            // A block with a failure or a hang is not a sample.
+            let cell = &mut fig.cells[ri];
+            let mut clean = true;
+            for r in results {
+                match r {
+                    Ok(0) => {}
+                    Ok(h) => {
+                        cell.hangs += h;
+                        clean = false;
+                    }
+                    Err(e) => {
+                        cell.fail(e);
+                        clean = false;
+                    }
+                }
+            }
+            if clean {
+                cell.samples.push(n as f64 / secs);
+            }
+            if let (Some((s0, m0)), Some((s1, m1))) = (before, counted.and_then(|f| f())) {
+                let (served, missed) = (s1.saturating_sub(s0), m1.saturating_sub(m0));
+                if clean && served + missed > 0 {
+                    share.cells[ri]
+                        .samples
+                        .push(100.0 * served as f64 / (served + missed) as f64);
+                }
+            } else if counted.is_some() {
+                share.cells[ri].stop("daemon --status gave no served/missed counts".into());
+            }
+        }
+        ctx.progress.update(&format!(
+            "{fig_id}, {streams} stream(s): block {}/{blocks} of {n} runs",
+            b + 1
+        ));
+        exec::reap_zombies();
+    }
+    (fig, share)
 }
 
 /// Figures with one value per runtime. `seccomp_config` is the config.json

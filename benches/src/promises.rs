@@ -24,8 +24,8 @@ pub enum Base {
     /// The same phantom's median in another figure (an entry point against
     /// the warm CLI).
     Own(&'static str),
-    /// A time in milliseconds: the "ratio" is phantom's median in ms.
-    Millis,
+    /// A value in its own unit (ms, %): the "ratio" is phantom's median.
+    Absolute(&'static str),
 }
 
 pub struct Promise {
@@ -35,6 +35,9 @@ pub struct Promise {
     pub figure: &'static str,
     pub base: Base,
     pub bound: f64,
+    /// A floor (throughput, a share): holds when the ratio is at least
+    /// `bound`; else a ceiling.
+    pub at_least: bool,
     /// The bound exactly as SPECIFICATION.md writes it.
     pub spec: &'static str,
     pub pending: Option<&'static str>,
@@ -47,6 +50,7 @@ pub const PROMISES: &[Promise] = &[
         figure: "run",
         base: Base::Reference,
         bound: 0.5,
+        at_least: false,
         spec: "≤ 0.5× crun",
         pending: None,
     },
@@ -56,6 +60,7 @@ pub const PROMISES: &[Promise] = &[
         figure: "run-netns",
         base: Base::Reference,
         bound: 0.5,
+        at_least: false,
         spec: "≤ 0.5× crun",
         pending: None,
     },
@@ -65,6 +70,7 @@ pub const PROMISES: &[Promise] = &[
         figure: "run-seccomp",
         base: Base::Reference,
         bound: 0.3,
+        at_least: false,
         spec: "≤ 0.3× crun",
         pending: None,
     },
@@ -74,6 +80,7 @@ pub const PROMISES: &[Promise] = &[
         figure: "sandbox-true-daemon",
         base: Base::Floor("floor-exec"),
         bound: 3.0,
+        at_least: false,
         spec: "≤ 3× the fork+exec floor",
         pending: None,
     },
@@ -83,7 +90,48 @@ pub const PROMISES: &[Promise] = &[
         figure: "sandbox-true-cold",
         base: Base::ReferenceIn("sandbox-true-crun"),
         bound: 1.0,
+        at_least: false,
         spec: "≤ 1.0× `crun run` of the same config",
+        pending: None,
+    },
+    Promise {
+        id: "P5",
+        what: "warm share, 200 back-to-back runs from one client",
+        figure: "warm-share-seq",
+        base: Base::Absolute("%"),
+        bound: 95.0,
+        at_least: true,
+        spec: "≥ 95% served warm",
+        pending: None,
+    },
+    Promise {
+        id: "P5",
+        what: "warm share, 200 runs from 4 clients at once",
+        figure: "warm-share-par4",
+        base: Base::Absolute("%"),
+        bound: 95.0,
+        at_least: true,
+        spec: "≥ 95% served warm",
+        pending: None,
+    },
+    Promise {
+        id: "P5",
+        what: "warm sandboxes/s from one client against crun's runs/s",
+        figure: "throughput-warm-seq",
+        base: Base::Reference,
+        bound: 2.0,
+        at_least: true,
+        spec: "≥ 2× crun's `run` throughput",
+        pending: None,
+    },
+    Promise {
+        id: "P5",
+        what: "warm sandboxes/s from 4 clients against crun's runs/s",
+        figure: "throughput-warm-par4",
+        base: Base::Reference,
+        bound: 2.0,
+        at_least: true,
+        spec: "≥ 2× crun's `run` throughput",
         pending: None,
     },
     Promise {
@@ -92,6 +140,7 @@ pub const PROMISES: &[Promise] = &[
         figure: crate::agents::REST,
         base: Base::Own("sandbox-true-daemon"),
         bound: 2.0,
+        at_least: false,
         spec: "≤ 2× the warm CLI row",
         pending: None,
     },
@@ -99,8 +148,9 @@ pub const PROMISES: &[Promise] = &[
         id: "P6",
         what: "MCP run_code print(1) over stdio, daemon up",
         figure: crate::agents::MCP,
-        base: Base::Millis,
+        base: Base::Absolute("ms"),
         bound: 10.0,
+        at_least: false,
         spec: "≤ 10 ms",
         pending: None,
     },
@@ -152,7 +202,7 @@ pub fn evaluate(figures: &[Figure], runtimes: &[Runtime]) -> Vec<Verdict> {
                 Base::ReferenceIn(id) => find(id).and_then(|f| f.median(REFERENCE)),
                 // Per runtime below.
                 Base::Own(_) => None,
-                Base::Millis => Some(1.0),
+                Base::Absolute(_) => Some(1.0),
                 Base::Floor(id) => find(id).and_then(|f| f.median("host")),
             };
             for rt in runtimes.iter().filter(|r| r.is_phantom) {
@@ -171,7 +221,13 @@ pub fn evaluate(figures: &[Figure], runtimes: &[Runtime]) -> Vec<Verdict> {
                     (None, _, _) => (None, Some("not measured".into())),
                     _ => (None, Some("no baseline measured".into())),
                 };
-                let holds = ratio.map(|r| r <= p.bound);
+                let holds = ratio.map(|r| {
+                    if p.at_least {
+                        r >= p.bound
+                    } else {
+                        r <= p.bound
+                    }
+                });
                 if rt.name == BINDING {
                     v.holds = holds;
                 }
@@ -191,13 +247,15 @@ pub fn lines(verdicts: &[Verdict]) -> String {
     let mut out = String::new();
     for v in verdicts {
         let head = format!("{} {} ({}):", v.id, v.what, v.bound);
-        let millis = PROMISES
-            .iter()
-            .any(|p| p.figure == v.figure && matches!(p.base, Base::Millis));
-        let ratio = |r: &RuntimeVerdict| match r.ratio {
-            Some(x) if millis => format!("{x:.2} ms"),
-            Some(x) => format!("{x:.2}×"),
-            None => r.note.clone().unwrap_or_default(),
+        let unit = PROMISES.iter().find_map(|p| match p.base {
+            Base::Absolute(u) if p.figure == v.figure => Some(u),
+            _ => None,
+        });
+        let ratio = |r: &RuntimeVerdict| match (r.ratio, unit) {
+            (Some(x), Some("%")) => format!("{x:.1}%"),
+            (Some(x), Some(u)) => format!("{x:.2} {u}"),
+            (Some(x), None) => format!("{x:.2}×"),
+            (None, _) => r.note.clone().unwrap_or_default(),
         };
         let body = match &v.pending {
             Some(why) => format!("pending ({why})"),
@@ -321,7 +379,8 @@ mod tests {
         }
         for p in PROMISES {
             let known = crate::rows::ROWS.iter().any(|r| r.id == p.figure)
-                || crate::agents::FIGURES.contains(&p.figure);
+                || crate::agents::FIGURES.contains(&p.figure)
+                || crate::measure::WARM_FIGURES.contains(&p.figure);
             assert!(known, "{}: no row {}", p.id, p.figure);
             match p.base {
                 Base::Floor(f) => assert!(crate::rows::ROWS
@@ -333,7 +392,7 @@ mod tests {
                 Base::Own(f) => assert!(crate::rows::ROWS
                     .iter()
                     .any(|r| r.id == f && r.phantom.is_some())),
-                Base::Reference | Base::Millis => {}
+                Base::Reference | Base::Absolute(_) => {}
             }
         }
     }

@@ -15,6 +15,7 @@ pub enum Unit {
     Us,
     MiB,
     PerSec,
+    Percent,
 }
 
 impl Unit {
@@ -24,6 +25,7 @@ impl Unit {
             Unit::Us => format!("{} µs", sig(v)),
             Unit::MiB => format!("{:.1} MiB", v),
             Unit::PerSec => format!("{:.1}/s", v),
+            Unit::Percent => format!("{:.1}%", v),
         }
     }
 
@@ -31,7 +33,7 @@ impl Unit {
     pub fn number(self, v: f64) -> String {
         match self {
             Unit::Ms | Unit::Us => sig(v),
-            Unit::MiB | Unit::PerSec => format!("{v:.1}"),
+            Unit::MiB | Unit::PerSec | Unit::Percent => format!("{v:.1}"),
         }
     }
 }

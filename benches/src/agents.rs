@@ -230,8 +230,8 @@ impl HttpConn {
 }
 
 /// `run_code` of `print(1)` in Python, `runs` times in one `phantom mcp`
-/// session over stdio, with `PHANTOM_DAEMON_SOCKET` naming the bench's
-/// daemon.
+/// session over stdio, with `PHANTOM_DAEMON_SOCKET` naming one of the
+/// bench's daemons (the fork server's, when it runs).
 pub fn mcp_figure(
     runtimes: &[Runtime],
     phantom: &Path,

@@ -387,7 +387,12 @@ fn run(args: &Args) -> Result<bool> {
             &rts,
             &phantom,
             &work.path("root/mcp"),
-            daemon.as_ref().map(|d| d.socket.as_path()),
+            // The fork server's daemon when there is one: run_code of
+            // Python without files is what it serves.
+            forkserver
+                .as_ref()
+                .or(daemon.as_ref())
+                .map(|d| d.socket.as_path()),
             counts.runs,
             counts.warmup,
             &progress,

@@ -359,6 +359,21 @@ const LANGS: &[Lang] = &[
     },
 ];
 
+/// Python code up to this size runs as `python3 -c CODE`: well below the
+/// kernel's limit for one argument (MAX_ARG_STRLEN, 128 KiB).
+const INLINE_CODE_MAX: usize = 64 << 10;
+
+/// `python3 -c CODE` for Python code with no other files: no file to copy
+/// in, so the daemon's Python fork server (or any warm zygote) can serve
+/// it. Longer code, or code that comes with files, is written to `main.py`.
+fn inline_python(lang: &Lang, files: &[(String, String)], code: &str) -> Option<Vec<String>> {
+    (lang.file == "main.py"
+        && files.is_empty()
+        && code.len() <= INLINE_CODE_MAX
+        && !code.contains('\0'))
+    .then(|| vec!["python3".to_string(), "-c".to_string(), code.to_string()])
+}
+
 fn lang_by_name(n: &str) -> Option<&'static Lang> {
     let n = n.to_ascii_lowercase();
     LANGS.iter().find(|l| l.names.contains(&n.as_str()))
@@ -665,18 +680,24 @@ impl PhantomMcp {
         } = f;
         let _permit = self.shared().acquire(owner)?;
         let id = format!("mcp-run-{}", crate::random_hex(6));
-        let dir = self.shared().backend.scratch_dir().join(&id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ToolError(format!("cannot create a workspace: {e}")))?;
-        let scratch = Scratch(dir.clone());
-        for (path, content) in &files {
-            files::write(&dir, path, content.as_bytes())?;
+        // Files go into a scratch directory that is copied into the
+        // sandbox's fresh workspace; without files there is nothing to
+        // copy, and the run may take any warm zygote (a fork server too).
+        let mut scratch = None;
+        if !files.is_empty() {
+            let dir = self.shared().backend.scratch_dir().join(&id);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ToolError(format!("cannot create a workspace: {e}")))?;
+            scratch = Some(Scratch(dir.clone()));
+            for (path, content) in &files {
+                files::write(&dir, path, content.as_bytes())?;
+            }
         }
         let spec = RunSpec {
             id,
             profile,
             argv,
-            workspace: Some(dir),
+            workspace: scratch.as_ref().map(|s| s.0.clone()),
             stdin,
             timeout,
             limits,
@@ -727,8 +748,13 @@ impl PhantomMcp {
                     .into());
                 }
                 let mut files: Vec<(String, String)> = a.files.into_iter().collect();
-                files.push((lang.file.to_string(), a.code));
-                let argv = lang.argv.iter().map(|s| s.to_string()).collect();
+                let argv = match inline_python(lang, &files, &a.code) {
+                    Some(argv) => argv,
+                    None => {
+                        files.push((lang.file.to_string(), a.code));
+                        lang.argv.iter().map(|s| s.to_string()).collect()
+                    }
+                };
                 let extra = serde_json::json!({"profile": profile, "language": lang.names[0]});
                 let f = Fresh {
                     profile,
@@ -1077,6 +1103,28 @@ mod tests {
     use super::*;
 
     /// A tool's arguments may only narrow its profile (issue 14 item 1).
+    /// Python without files runs inline (servable by a fork server);
+    /// with files, when long, or in another language, it is a file.
+    #[test]
+    fn python_without_files_runs_inline() {
+        let py = lang_by_name("python").unwrap();
+        assert_eq!(
+            inline_python(py, &[], "print(1)"),
+            Some(vec!["python3".into(), "-c".into(), "print(1)".into()])
+        );
+        let with_file = [("data.txt".to_string(), "x".to_string())];
+        assert_eq!(inline_python(py, &with_file, "print(1)"), None);
+        assert_eq!(
+            inline_python(py, &[], &"#".repeat(INLINE_CODE_MAX + 1)),
+            None
+        );
+        assert_eq!(inline_python(lang_by_name("node").unwrap(), &[], "1"), None);
+        assert_eq!(
+            inline_python(lang_by_name("shell").unwrap(), &[], "true"),
+            None
+        );
+    }
+
     #[test]
     fn limits_may_only_narrow_the_profile() {
         let p = check_profile("python-dev").unwrap();

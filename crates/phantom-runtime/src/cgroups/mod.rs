@@ -345,7 +345,13 @@ impl Cgroup {
                 CgroupError::invalid("list processes", &self.path, "the cgroup has no directory")
             })?;
         let mut out = BTreeSet::new();
-        collect_pids(dir, &mut out)?;
+        match collect_pids(dir, &mut out) {
+            // Gone: systemd removes a transient scope once its last
+            // process has exited (the systemd driver), so a `kill --all`
+            // after the task's exit finds no directory, and no process.
+            Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            r => r?,
+        }
         Ok(out.into_iter().collect())
     }
 

@@ -691,6 +691,10 @@ fn v2_freeze_stats_create() {
     );
     assert_eq!(f.cg.oom_kill_count(), 1);
     assert_eq!(f.cg.pids().unwrap(), [20]);
+    // A cgroup whose directory is gone (a systemd scope removed once it
+    // emptied) has no processes: `kill --all` after the exit succeeds.
+    let gone = Cgroup::resolve_with(&Layout::v2_at(&f.root), OWN, Some("/ph/gone"), "g").unwrap();
+    assert_eq!(gone.pids().unwrap(), Vec::<i32>::new());
     let s = f.cg.stats().unwrap();
     assert_eq!(
         s["cpu"]["usage"],

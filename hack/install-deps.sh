@@ -16,3 +16,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 	exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# CRIU >= 4.0 for checkpoint/restore (Debian 12's 3.17 fails on new kernels).
+"$(dirname "$0")/install-criu.sh"

@@ -1,0 +1,203 @@
+//! The descriptor phantom writes into a checkpoint's image directory,
+//! `phantom-checkpoint.json`, so that `restore` can tell its own images
+//! from a foreign, corrupt or incompatible directory before CRIU runs.
+//! It also keeps what CRIU does not: the container's stdio at dump time
+//! (runc keeps the same in `descriptors.json`), to map pipes back with
+//! `inherit_fd`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::CriuError;
+
+pub const FILE: &str = "phantom-checkpoint.json";
+pub const FORMAT: &str = "phantom-checkpoint/1";
+/// Files CRIU writes into every dump (criu/image-desc.c): a directory
+/// without them holds no checkpoint.
+pub const REQUIRED: &[&str] = &["inventory.img", "pstree.img"];
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Descriptor {
+    pub format: String,
+    pub phantom_version: String,
+    pub id: String,
+    /// sha256 of config.json (as JSON, without `linux.cgroupsPath`).
+    pub config_sha256: String,
+    pub criu_version: String,
+    /// readlink of /proc/PID/fd/{0,1,2} of init at dump time.
+    pub stdio: Vec<String>,
+    pub terminal: bool,
+    pub created: String,
+}
+
+pub fn phantom_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// The digest a config is checked by: of config.json's JSON with keys
+/// sorted (so key order and whitespace do not count), without
+/// `linux.cgroupsPath`: an engine may restore into a cgroup of its choosing
+/// (runc's cg_root).
+pub fn config_digest(config_json: &serde_json::Value) -> String {
+    fn canonical(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&m[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut v = config_json.clone();
+    if let Some(l) = v.get_mut("linux").and_then(|l| l.as_object_mut()) {
+        l.remove("cgroupsPath");
+    }
+    let mut text = String::new();
+    canonical(&v, &mut text);
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// [`config_digest`] of `bundle`/config.json as it is on disk.
+pub fn bundle_digest(bundle: &Path) -> Result<String, CriuError> {
+    let path = bundle.join("config.json");
+    let bad = |what: String| CriuError::Image {
+        dir: bundle.to_path_buf(),
+        what,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("config.json: {e}")))?;
+    Ok(config_digest(&v))
+}
+
+pub fn write(dir: &Path, d: &Descriptor) -> Result<(), CriuError> {
+    let text = serde_json::to_vec_pretty(d).expect("descriptor serialises");
+    std::fs::write(dir.join(FILE), text).map_err(|e| CriuError::Image {
+        dir: dir.to_path_buf(),
+        what: format!("cannot write {FILE}: {e}"),
+    })
+}
+
+/// Reads and checks the descriptor of `dir`: it must exist, parse, be of
+/// this phantom version, and sit next to CRIU's own images.
+pub fn read(dir: &Path) -> Result<Descriptor, CriuError> {
+    let bad = |what: String| CriuError::Image {
+        dir: dir.to_path_buf(),
+        what,
+    };
+    if !dir.is_dir() {
+        return Err(bad("does not exist or is not a directory".into()));
+    }
+    let text = match std::fs::read(dir.join(FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(format!(
+                "no {FILE}: not a checkpoint made by phantom (or an incomplete one)"
+            )))
+        }
+        Err(e) => return Err(bad(format!("cannot read {FILE}: {e}"))),
+    };
+    let d: Descriptor =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("{FILE} is corrupt: {e}")))?;
+    if d.format != FORMAT {
+        return Err(bad(format!(
+            "{FILE}: format {:?}, phantom reads {FORMAT:?}",
+            d.format
+        )));
+    }
+    if d.phantom_version != phantom_version() {
+        return Err(bad(format!(
+            "made by phantom {}, this is phantom {}: restore it with that version",
+            d.phantom_version,
+            phantom_version()
+        )));
+    }
+    for f in REQUIRED {
+        if !dir.join(f).is_file() {
+            return Err(bad(format!(
+                "{f} is missing: the CRIU images are incomplete"
+            )));
+        }
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc() -> Descriptor {
+        Descriptor {
+            format: FORMAT.into(),
+            phantom_version: phantom_version().into(),
+            id: "c".into(),
+            config_sha256: "00".into(),
+            criu_version: "4.1.1".into(),
+            stdio: vec![],
+            terminal: false,
+            created: String::new(),
+        }
+    }
+
+    #[test]
+    fn digest_ignores_cgroups_path() {
+        let a = serde_json::json!({"linux": {"cgroupsPath": "/a", "x": 1}});
+        let b = serde_json::json!({"linux": {"cgroupsPath": "/b", "x": 1}});
+        let c = serde_json::json!({"linux": {"x": 2}});
+        let d = serde_json::json!({"b": 1, "a": {"y": [1, {"q": 2, "p": 1}], "x": 1}});
+        let e = serde_json::json!({"a": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "b": 1});
+        assert_eq!(config_digest(&d), config_digest(&e));
+        assert_eq!(config_digest(&a), config_digest(&b));
+        assert_ne!(config_digest(&a), config_digest(&c));
+    }
+
+    #[test]
+    fn read_checks_everything() {
+        let t = tempfile::tempdir().unwrap();
+        let err = read(t.path()).unwrap_err().to_string();
+        assert!(err.contains("not a checkpoint made by phantom"), "{err}");
+        std::fs::write(t.path().join(FILE), b"{ not json").unwrap();
+        assert!(read(t.path()).unwrap_err().to_string().contains("corrupt"));
+        let mut d = desc();
+        d.phantom_version = "0.0.0-other".into();
+        write(t.path(), &d).unwrap();
+        assert!(read(t.path())
+            .unwrap_err()
+            .to_string()
+            .contains("made by phantom 0.0.0-other"));
+        write(t.path(), &desc()).unwrap();
+        assert!(read(t.path())
+            .unwrap_err()
+            .to_string()
+            .contains("inventory.img is missing"));
+        for f in REQUIRED {
+            std::fs::write(t.path().join(f), b"").unwrap();
+        }
+        assert_eq!(read(t.path()).unwrap(), desc());
+    }
+}

@@ -1,0 +1,427 @@
+//! Checkpoint and restore with CRIU (issue 19, docs/checkpoint.md), the
+//! same checks against phantom and runc (`PHANTOM_RUNTIME=/usr/sbin/runc`).
+//!
+//! CRIU is the one `hack/install-criu.sh` puts in /opt/phantom-criu (the
+//! distribution's 3.17 fails on this kernel), else `criu` on PATH; every
+//! runtime command here gets that directory first on PATH, which is how
+//! runc finds it. Without a CRIU whose `criu check` passes, each test says
+//! `skipped: ...` and returns.
+
+use std::ffi::OsStr;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use phantom_tests::{
+    assert_success, cgroup_dirs, describe, output, require_root, stderr, wait_until, Bundle,
+    Runtime, CGROUP_PARENT,
+};
+use serde_json::json;
+
+/// Counts in /tmp/c, ten times a second, with stdio on the container's own
+/// /dev/null (the runtime's stdio of `run -d` is the harness's temp files).
+const COUNTER: &str = "exec </dev/null >/dev/null 2>&1; i=0; \
+                       while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done";
+
+/// The directory of a CRIU whose `criu check` passes, or why there is none.
+fn criu_dir() -> Result<&'static Path, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut candidates = vec![PathBuf::from("/opt/phantom-criu/bin/criu")];
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("criu")));
+        let mut why = String::from("no criu in /opt/phantom-criu/bin or on PATH");
+        for c in candidates.into_iter().filter(|c| c.is_file()) {
+            match Command::new(&c).arg("check").stdin(Stdio::null()).output() {
+                Ok(o) if o.status.success() => {
+                    return Ok(c.parent().expect("a file has a parent").to_path_buf())
+                }
+                Ok(o) => {
+                    why = format!(
+                        "{} check fails ({}); run hack/install-criu.sh",
+                        c.display(),
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    )
+                }
+                Err(e) => why = format!("cannot run {}: {e}", c.display()),
+            }
+        }
+        Err(why)
+    })
+    .as_ref()
+    .map(PathBuf::as_path)
+    .map_err(Clone::clone)
+}
+
+macro_rules! require_criu {
+    () => {
+        require_root!();
+        if let Err(why) = criu_dir() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// `RUNTIME --root ROOT args...` with the working CRIU first on PATH.
+fn rt_cmd<S: AsRef<OsStr>>(rt: &Runtime, args: &[S]) -> Command {
+    let mut c = rt.command(args);
+    let dir = criu_dir().expect("checked by require_criu");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(&path));
+    c.env("PATH", std::env::join_paths(dirs).expect("PATH joins"));
+    c
+}
+
+fn ck<S: AsRef<OsStr>>(rt: &Runtime, args: &[S]) -> Output {
+    output(rt_cmd(rt, args))
+}
+
+/// The counter's current value, if it has written one.
+fn count(b: &Bundle) -> Option<u64> {
+    b.read_rootfs_file("tmp/c")?.trim().parse().ok()
+}
+
+/// Waits until the counter passes `n`; returns its value.
+#[track_caller]
+fn wait_count_above(b: &Bundle, n: u64) -> u64 {
+    assert!(
+        wait_until(Duration::from_secs(10), || count(b).is_some_and(|c| c > n)),
+        "counter did not pass {n} (now {:?})",
+        count(b)
+    );
+    count(b).unwrap()
+}
+
+/// A running counter container `id`.
+fn start_counter(rt: &Runtime, prefix: &str) -> (String, Bundle) {
+    let b = Bundle::sh(COUNTER);
+    let id = rt.id(prefix);
+    rt.prepare(&id, &b);
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let out = ck(rt, &["run", "-d", "--bundle", &bundle, &id]);
+    assert_success(&out, "run -d");
+    wait_count_above(&b, 2);
+    (id, b)
+}
+
+fn image_dir(b: &Bundle, name: &str) -> PathBuf {
+    b.path().join(name)
+}
+
+#[test]
+fn counter_keeps_counting_across_checkpoint_and_restore() {
+    require_criu!();
+    let rt = Runtime::new();
+    let (id, b) = start_counter(&rt, "ck");
+    let img = image_dir(&b, "img");
+    let out = ck(
+        &rt,
+        &["checkpoint", "--image-path", img.to_str().unwrap(), &id],
+    );
+    assert_success(&out, "checkpoint");
+    assert!(
+        img.join("inventory.img").is_file(),
+        "no CRIU images in {img:?}"
+    );
+    // Checkpointed without --leave-running: gone, and counting stopped.
+    assert!(
+        !rt.try_state(&id).status.success(),
+        "container still exists after checkpoint"
+    );
+    let frozen = count(&b).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&b), Some(frozen), "counter moved while checkpointed");
+
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let out = ck(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--bundle",
+            &bundle,
+            &id,
+        ],
+    );
+    assert_success(&out, "restore -d");
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "running", "{st}");
+    // It goes on from where it was, not from 1.
+    let now = wait_count_above(&b, frozen + 3);
+    assert!(now > frozen, "counter restarted: {now} after {frozen}");
+
+    // An ordinary container again: exec, ps, kill, delete.
+    let out = ck(&rt, &["exec", &id, "cat", "/tmp/c"]);
+    assert_success(&out, "exec in the restored container");
+    let out = ck(&rt, &["ps", &id]);
+    assert_success(&out, "ps");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sh"),
+        "{}",
+        describe(&out)
+    );
+    rt.kill(&id, "KILL");
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
+    rt.delete(&id);
+    assert!(
+        cgroup_dirs(&format!("{CGROUP_PARENT}/{id}")).is_empty(),
+        "cgroup left after delete"
+    );
+}
+
+#[test]
+fn leave_running_keeps_the_container_running() {
+    require_criu!();
+    let rt = Runtime::new();
+    let (id, b) = start_counter(&rt, "ck-leave");
+    let img = image_dir(&b, "img");
+    let out = ck(
+        &rt,
+        &[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            img.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert_success(&out, "checkpoint --leave-running");
+    assert!(
+        img.join("inventory.img").is_file(),
+        "no CRIU images in {img:?}"
+    );
+    assert_eq!(rt.status(&id), "running");
+    let n = count(&b).unwrap();
+    wait_count_above(&b, n + 3);
+}
+
+#[test]
+fn checkpoint_without_criu_fails_and_leaves_it_running() {
+    require_criu!();
+    let rt = Runtime::new();
+    let (id, b) = start_counter(&rt, "ck-nocriu");
+    let img = image_dir(&b, "img");
+    let missing = "/nonexistent/criu";
+    let mut cmd = rt_cmd(
+        &rt,
+        &[
+            "--criu",
+            missing,
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            &id,
+        ],
+    );
+    cmd.env("PHANTOM_CRIU", missing);
+    let out = output(cmd);
+    assert!(
+        !out.status.success(),
+        "checkpoint without CRIU succeeded\n{}",
+        describe(&out)
+    );
+    assert!(
+        stderr(&out).to_lowercase().contains("criu"),
+        "error does not name CRIU\n{}",
+        describe(&out)
+    );
+    assert_eq!(rt.status(&id), "running");
+    let n = count(&b).unwrap();
+    wait_count_above(&b, n + 2);
+    assert!(
+        !img.join("inventory.img").exists(),
+        "images written without CRIU"
+    );
+}
+
+#[test]
+fn restore_of_a_corrupt_image_fails_and_leaves_nothing() {
+    require_criu!();
+    let rt = Runtime::new();
+    let b = Bundle::sh(COUNTER);
+    let id = rt.id("ck-corrupt");
+    rt.prepare(&id, &b);
+    let img = image_dir(&b, "img");
+    std::fs::create_dir(&img).unwrap();
+    for f in ["inventory.img", "pstree.img", "core-1.img"] {
+        std::fs::write(img.join(f), b"not a CRIU image\n").unwrap();
+    }
+    std::fs::write(img.join("phantom-checkpoint.json"), b"{ corrupt").unwrap();
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let out = ck(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--bundle",
+            &bundle,
+            &id,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "restore of garbage succeeded\n{}",
+        describe(&out)
+    );
+    assert!(
+        !rt.try_state(&id).status.success(),
+        "a failed restore left a container"
+    );
+    assert!(
+        cgroup_dirs(&format!("{CGROUP_PARENT}/{id}")).is_empty(),
+        "a failed restore left its cgroup"
+    );
+    // And a directory that is no image at all.
+    let empty = image_dir(&b, "empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = ck(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            empty.to_str().unwrap(),
+            "--bundle",
+            &bundle,
+            &id,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "restore of an empty dir succeeded\n{}",
+        describe(&out)
+    );
+    assert!(
+        !rt.try_state(&id).status.success(),
+        "a failed restore left a container"
+    );
+}
+
+#[test]
+fn restore_over_an_existing_id_fails() {
+    require_criu!();
+    let rt = Runtime::new();
+    let (id, b) = start_counter(&rt, "ck-exists");
+    let img = image_dir(&b, "img");
+    let out = ck(
+        &rt,
+        &[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            img.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert_success(&out, "checkpoint --leave-running");
+    let pid = rt.state(&id)["pid"].clone();
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let out = ck(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--bundle",
+            &bundle,
+            &id,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "restore over {id} succeeded\n{}",
+        describe(&out)
+    );
+    assert!(
+        stderr(&out).contains("exist"),
+        "error does not say the id exists\n{}",
+        describe(&out)
+    );
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["pid"], pid, "the existing container was replaced");
+    let n = count(&b).unwrap();
+    wait_count_above(&b, n + 2);
+}
+
+/// Accepts the runtime's connection on `listener` and takes the pty master.
+fn receive_master(listener: &UnixListener) -> OwnedFd {
+    let (stream, _) = listener
+        .accept()
+        .expect("runtime connects to the console socket");
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on the console socket");
+    for c in msg.cmsgs().expect("control messages") {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS just installed this fd; nothing else owns it.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd on the console socket");
+}
+
+#[test]
+fn terminal_without_shell_job_fails_and_leaves_it_running() {
+    require_criu!();
+    let rt = Runtime::new();
+    let b = Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done")
+        .with(|c| c["process"]["terminal"] = json!(true));
+    let sock = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let id = rt.id("ck-tty");
+    let out = rt.try_create(&id, &b, &["--console-socket", sock.to_str().unwrap()]);
+    assert_success(&out, "create --console-socket");
+    let _master = receive_master(&listener);
+    rt.start(&id);
+    wait_count_above(&b, 2);
+    let img = image_dir(&b, "img");
+    let out = ck(
+        &rt,
+        &["checkpoint", "--image-path", img.to_str().unwrap(), &id],
+    );
+    let phantom = rt.bin().file_name().is_some_and(|n| n == "phantom");
+    if !phantom && out.status.success() {
+        // runc 1.1.5 with CRIU 4.1 dumps the pty (its slave, the master
+        // being outside) and destroys the container: not a failure there.
+        eprintln!(
+            "note: {} checkpointed a terminal container without --shell-job",
+            rt.bin().display()
+        );
+        return;
+    }
+    assert!(
+        stderr(&out).contains("shell-job") || !phantom,
+        "phantom's error does not point at --shell-job\n{}",
+        describe(&out)
+    );
+    assert!(
+        !out.status.success(),
+        "checkpoint of a terminal without --shell-job succeeded\n{}",
+        describe(&out)
+    );
+    assert_eq!(rt.status(&id), "running");
+    let n = count(&b).unwrap();
+    wait_count_above(&b, n + 2);
+}

@@ -97,6 +97,40 @@ pub(crate) fn bind_mounts(spec: &oci_spec::runtime::Spec) -> Vec<(PathBuf, PathB
         .collect()
 }
 
+/// Mount ids of a mountinfo text.
+fn mount_ids(mountinfo: &str) -> Vec<u64> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// What restore needs to give init's stdio `fd` back: CRIU's external key
+/// `file[MNT:INODE]` (hex) for a file on a mount outside the container,
+/// otherwise the fd's link (`pipe:[N]`, `/dev/null`, ...).
+fn stdio_key(pid: i32, fd: i32, mounts_in_ns: &[u64]) -> String {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !link.starts_with('/') {
+        return link;
+    }
+    let mnt = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("mnt_id:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+    let ino = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ok();
+    match (mnt, ino) {
+        (Some(m), Some(i)) if !mounts_in_ns.contains(&m) => format!("file[{m:x}:{i:x}]"),
+        _ => link,
+    }
+}
+
 pub(crate) fn open_dir(p: &Path) -> Result<OwnedFd> {
     // Not O_CLOEXEC: CRIU inherits it (cleared again for it alone in
     // Swrk::spawn; we set CLOEXEC so nothing else does).
@@ -196,13 +230,24 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
             m.set_val(d);
             o.ext_mnt.push(m);
         }
-        let stdio: Vec<String> = (0..3)
-            .map(|fd| {
-                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .map_err(|e| Error::io("cannot read", format!("/proc/{pid}/mountinfo"), e))?;
+        let cgroup_mounts = image::cgroup_mounts(&mountinfo);
+        for c in &cgroup_mounts {
+            let mut m = Ext_mount_map::new();
+            m.set_key(c.mountpoint.clone());
+            m.set_val(c.mountpoint.clone());
+            o.ext_mnt.push(m);
+        }
+        let mounts_in_ns = mount_ids(&mountinfo);
+        let stdio: Vec<String> = (0..3).map(|fd| stdio_key(pid, fd, &mounts_in_ns)).collect();
+        // A file on a mount outside the container (the host's /dev/null
+        // or a log file the engine passed) cannot be reopened by path in
+        // there: CRIU records it as external and restore hands ours over
+        // (CRIU's "file[mnt_id:inode]", as criu-coordinator and CedanaS do).
+        for key in stdio.iter().filter(|k| k.starts_with("file[")) {
+            o.external.push(key.clone());
+        }
 
         let kind = if opts.pre_dump {
             Criu_req_type::PRE_DUMP
@@ -232,6 +277,7 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
                 stdio,
                 terminal,
                 created: crate::state::rfc3339_now(),
+                cgroup_mounts,
             },
         )?;
         Ok(())

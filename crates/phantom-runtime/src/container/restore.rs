@@ -179,10 +179,37 @@ pub fn restore(store: &StateStore, opts: &RestoreOptions) -> Result<(ContainerSt
             m.set_val(source.to_string_lossy().into_owned());
             o.ext_mnt.push(m);
         }
-        // Pipes of the dumped stdio are ours now, fd for fd (runc's
-        // descriptors.json and inherit_fd).
+        // The container's view of its cgroup is the new container's cgroup.
+        for c in &desc.cgroup_mounts {
+            let dir = if c.controller.is_empty() {
+                cgroup.unified.clone()
+            } else {
+                cgroup.v1.get(&c.controller).cloned().or_else(|| {
+                    // Co-mounted controllers ("cpu,cpuacct") share a dir.
+                    c.controller
+                        .split(',')
+                        .find_map(|k| cgroup.v1.get(k).cloned())
+                })
+            };
+            let Some(dir) = dir else {
+                return Err(CriuError::Image {
+                    dir: opts.image_path.clone(),
+                    what: format!(
+                        "the checkpoint mounts cgroup {:?} at {}, which this host does not have",
+                        c.controller, c.mountpoint
+                    ),
+                }
+                .into());
+            };
+            let mut m = Ext_mount_map::new();
+            m.set_key(c.mountpoint.clone());
+            m.set_val(dir.to_string_lossy().into_owned());
+            o.ext_mnt.push(m);
+        }
+        // Pipes and external files of the dumped stdio are ours now, fd
+        // for fd (runc's descriptors.json and inherit_fd).
         for (fd, link) in desc.stdio.iter().enumerate() {
-            if link.starts_with("pipe:") {
+            if link.starts_with("pipe:") || link.starts_with("file[") {
                 let mut i = Inherit_fd::new();
                 i.set_key(link.clone());
                 i.set_fd(i32::try_from(fd).unwrap_or(0));

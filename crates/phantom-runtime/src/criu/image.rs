@@ -26,10 +26,60 @@ pub struct Descriptor {
     /// sha256 of config.json (as JSON, without `linux.cgroupsPath`).
     pub config_sha256: String,
     pub criu_version: String,
-    /// readlink of /proc/PID/fd/{0,1,2} of init at dump time.
+    /// Init's fds 0, 1, 2 at dump time: their link (`pipe:[N]`), or
+    /// CRIU's external key `file[MNT:INODE]` for one outside the container.
     pub stdio: Vec<String>,
     pub terminal: bool,
     pub created: String,
+    /// The container's cgroupfs mounts (of its own cgroup, so external to
+    /// CRIU): restore binds the new container's cgroup there.
+    #[serde(default)]
+    pub cgroup_mounts: Vec<CgroupMount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupMount {
+    /// Where, inside the container (`/sys/fs/cgroup/cpu`).
+    pub mountpoint: String,
+    /// The v1 controller (`cpu`, `name=systemd`); empty for cgroup2.
+    pub controller: String,
+}
+
+/// cgroupfs mounts of a subtree in a mountinfo text (as a container sees
+/// its own cgroup): CRIU finds no root mount for them in the container and
+/// refuses them ("doesn't have a proper root mount") unless they are
+/// external, as runc makes them (`addCriuDumpMount` of each cgroup bind).
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        // proc(5): ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let (root, mountpoint, fstype, sup) = (l[3], l[4], r[0], r[2]);
+        if root == "/" {
+            continue;
+        }
+        let controller = match fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => sup
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        out.push(CgroupMount {
+            mountpoint: mountpoint.to_string(),
+            controller,
+        });
+    }
+    out
 }
 
 pub fn phantom_version() -> &'static str {
@@ -161,6 +211,7 @@ mod tests {
             stdio: vec![],
             terminal: false,
             created: String::new(),
+            cgroup_mounts: vec![],
         }
     }
 
@@ -174,6 +225,28 @@ mod tests {
         assert_eq!(config_digest(&d), config_digest(&e));
         assert_eq!(config_digest(&a), config_digest(&b));
         assert_ne!(config_digest(&a), config_digest(&c));
+    }
+
+    #[test]
+    fn cgroup_mounts_of_mountinfo() {
+        let text = "100 99 0:47 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs rw,mode=755\n\
+                    101 100 0:29 /p/c /sys/fs/cgroup/cpu ro,nosuid - cgroup cgroup rw,cpu\n\
+                    109 100 0:37 /p/c /sys/fs/cgroup/systemd ro shared:5 - cgroup cgroup rw,name=systemd\n\
+                    110 100 0:38 /p/c /sys/fs/cgroup/unified ro - cgroup2 cgroup2 rw\n\
+                    111 100 0:38 / /host/cg ro - cgroup2 cgroup2 rw\n";
+        let m = cgroup_mounts(text);
+        let pairs: Vec<(&str, &str)> = m
+            .iter()
+            .map(|c| (c.mountpoint.as_str(), c.controller.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("/sys/fs/cgroup/cpu", "cpu"),
+                ("/sys/fs/cgroup/systemd", "name=systemd"),
+                ("/sys/fs/cgroup/unified", "")
+            ]
+        );
     }
 
     #[test]

@@ -112,6 +112,33 @@ pub fn restore(store: &StateStore, opts: &RestoreOptions) -> Result<(ContainerSt
             Some(p) => Some(crate::console::connect(p)?),
             None => None,
         };
+        // Bind mounts need their mountpoints in the rootfs, which a fresh
+        // rootfs (an imported checkpoint) may lack (runc's
+        // prepareCriuRestoreMounts). Made inside the root, without
+        // following its symlinks out of it.
+        let root_fd = open_dir(&rootfs)?;
+        for (dest, source) in bind_mounts(&spec) {
+            let source = if source.is_relative() {
+                bundle.join(source)
+            } else {
+                source
+            };
+            let kind = if source.is_dir() {
+                crate::rootfs::safe_path::Kind::Dir
+            } else {
+                crate::rootfs::safe_path::Kind::File
+            };
+            crate::rootfs::safe_path::ensure_in_root(root_fd.as_raw_fd(), &dest, kind).ctx(
+                || {
+                    format!(
+                        "create mountpoint {} in {}",
+                        dest.display(),
+                        rootfs.display()
+                    )
+                },
+            )?;
+        }
+        drop(root_fd);
         let criu_root = store.dir(id).join("criu-root");
         std::fs::create_dir(&criu_root).map_err(|e| Error::io("cannot create", &criu_root, e))?;
         let sys = LinuxSys;

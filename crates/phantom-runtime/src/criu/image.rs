@@ -86,10 +86,12 @@ pub fn phantom_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-/// The digest a config is checked by: of config.json's JSON with keys
-/// sorted (so key order and whitespace do not count), without
-/// `linux.cgroupsPath`: an engine may restore into a cgroup of its choosing
-/// (runc's cg_root).
+/// The digest a config is checked by: of the parts of config.json the
+/// dumped processes depend on (the program, its cwd and terminal, the
+/// namespace types, the mount destinations), as JSON with keys sorted.
+/// The rest may change between checkpoint and restore: engines write a
+/// new config.json for an imported checkpoint (Podman's `restore
+/// --import`: new mount sources, annotations, cgroupsPath, netns path).
 pub fn config_digest(config_json: &serde_json::Value) -> String {
     fn canonical(v: &serde_json::Value, out: &mut String) {
         match v {
@@ -120,10 +122,24 @@ pub fn config_digest(config_json: &serde_json::Value) -> String {
             other => out.push_str(&other.to_string()),
         }
     }
-    let mut v = config_json.clone();
-    if let Some(l) = v.get_mut("linux").and_then(|l| l.as_object_mut()) {
-        l.remove("cgroupsPath");
-    }
+    let c = config_json;
+    let mut dests: Vec<&serde_json::Value> = c["mounts"]
+        .as_array()
+        .map(|m| m.iter().map(|m| &m["destination"]).collect())
+        .unwrap_or_default();
+    dests.sort_by_key(|d| d.to_string());
+    let mut types: Vec<&serde_json::Value> = c["linux"]["namespaces"]
+        .as_array()
+        .map(|n| n.iter().map(|n| &n["type"]).collect())
+        .unwrap_or_default();
+    types.sort_by_key(|t| t.to_string());
+    let v = serde_json::json!({
+        "args": c["process"]["args"],
+        "cwd": c["process"]["cwd"],
+        "terminal": c["process"]["terminal"],
+        "namespaces": types,
+        "mounts": dests,
+    });
     let mut text = String::new();
     canonical(&v, &mut text);
     Sha256::digest(text.as_bytes())
@@ -216,13 +232,14 @@ mod tests {
     }
 
     #[test]
-    fn digest_ignores_cgroups_path() {
-        let a = serde_json::json!({"linux": {"cgroupsPath": "/a", "x": 1}});
-        let b = serde_json::json!({"linux": {"cgroupsPath": "/b", "x": 1}});
-        let c = serde_json::json!({"linux": {"x": 2}});
-        let d = serde_json::json!({"b": 1, "a": {"y": [1, {"q": 2, "p": 1}], "x": 1}});
-        let e = serde_json::json!({"a": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "b": 1});
-        assert_eq!(config_digest(&d), config_digest(&e));
+    fn digest_covers_what_the_processes_depend_on() {
+        let a = serde_json::json!({"process": {"args": ["sh"]}, "linux": {"cgroupsPath": "/a"},
+                                   "mounts": [{"destination": "/a", "source": "/x"}]});
+        let b = serde_json::json!({"process": {"args": ["sh"]}, "linux": {"cgroupsPath": "/b"},
+                                   "mounts": [{"destination": "/a", "source": "/y"}]});
+        let c = serde_json::json!({"process": {"args": ["sh", "-c"]}});
+        let d = serde_json::json!({"process": {"args": ["sh"]}, "mounts": [{"destination": "/b"}]});
+        assert_ne!(config_digest(&a), config_digest(&d));
         assert_eq!(config_digest(&a), config_digest(&b));
         assert_ne!(config_digest(&a), config_digest(&c));
     }

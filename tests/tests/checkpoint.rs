@@ -507,3 +507,67 @@ fn bind_mount_cgroupfs_and_host_stdio_survive_checkpoint_and_restore() {
     rt.wait_status(&id, "stopped", Duration::from_secs(10));
     rt.delete(&id);
 }
+
+/// Destroys a sandbox of `rt` (made with `PHANTOM_SANDBOX_DIR` = `dir`)
+/// when dropped, even if the test failed.
+struct SandboxGuard<'a> {
+    rt: &'a Runtime,
+    dir: &'a Path,
+    id: String,
+}
+
+impl Drop for SandboxGuard<'_> {
+    fn drop(&mut self) {
+        for args in [
+            vec!["destroy", &self.id],
+            vec!["delete", "--force", &self.id],
+        ] {
+            let mut c = self.rt.command(&args);
+            c.env("PHANTOM_SANDBOX_DIR", self.dir);
+            let _ = phantom_tests::try_output(c, Duration::from_secs(10));
+        }
+        phantom_tests::remove_cgroup(&format!("/{}", self.id));
+    }
+}
+
+/// A sandbox is confined by Landlock, whose ABI 6 scoping refuses CRIU's
+/// parasite its abstract socket (EPERM) and whose domain CRIU could not
+/// restore anyway: checkpoint says so before CRIU runs, and the sandbox
+/// keeps running.
+#[test]
+fn a_landlocked_sandbox_is_refused_and_keeps_running() {
+    require_criu!();
+    if !phantom_tests::runtime_binary().ends_with("phantom") {
+        eprintln!("skipped: sandboxes are phantom's");
+        return;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: python-dev needs /usr/bin/python3");
+        return;
+    }
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sandboxes = dir.path().join("sandboxes");
+    let id = rt.id("ck-sbx");
+    let _guard = SandboxGuard {
+        rt: &rt,
+        dir: &sandboxes,
+        id: id.clone(),
+    };
+    let mut c = rt_cmd(&rt, &["create", "--profile", "python-dev", "--name", &id]);
+    c.env("PHANTOM_SANDBOX_DIR", &sandboxes);
+    assert_success(&output(c), "create --profile python-dev");
+    let img = dir.path().join("img");
+    let out = ck(
+        &rt,
+        &["checkpoint", "--image-path", img.to_str().unwrap(), &id],
+    );
+    assert!(
+        !out.status.success(),
+        "checkpoint of a sandbox succeeded\n{}",
+        describe(&out)
+    );
+    assert!(stderr(&out).contains("Landlock"), "{}", describe(&out));
+    assert_eq!(rt.status(&id), "running");
+    assert!(!img.exists(), "a refused checkpoint left {img:?}");
+}

@@ -167,6 +167,22 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
              master is outside the container; checkpoint it with --shell-job"
         )));
     }
+    if st
+        .annotations
+        .contains_key(phantom_policy::landlock::ANNOTATION)
+    {
+        // Found on this machine (kernel 6.18, CRIU 4.1.1): CRIU's parasite
+        // connects an abstract UNIX socket from inside the task, which a
+        // Landlock domain scoped to the sandbox (ABI 6) refuses with EPERM
+        // ("Unable to connect a transport socket", compel/src/lib/infect.c).
+        // And were it allowed, no kernel interface reads a Landlock domain
+        // back: the restored sandbox would run unconfined.
+        return Err(Error::Unsupported(format!(
+            "container {id:?} is confined by Landlock (annotation {}): CRIU cannot checkpoint it \
+             (its parasite's socket is scoped out of the sandbox) nor restore the Landlock domain",
+            phantom_policy::landlock::ANNOTATION
+        )));
+    }
     let mode = cg_mode(opts.manage_cgroups_mode.as_deref())?;
     let empty_ns = empty_ns_bits(&opts.empty_ns)?;
     let (criu_path, criu_version) = criu::locate_checked(opts.criu.as_deref())?;

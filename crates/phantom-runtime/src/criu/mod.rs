@@ -69,20 +69,33 @@ pub fn fmt_version(v: u32) -> String {
 
 /// The CRIU binary to use (see the module doc for the order).
 pub fn locate(flag: Option<&Path>) -> Result<PathBuf, CriuError> {
+    locate_in(
+        flag,
+        std::env::var_os(ENV).as_deref(),
+        Path::new(PRIVATE_CRIU),
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )
+}
+
+fn locate_in(
+    flag: Option<&Path>,
+    env: Option<&std::ffi::OsStr>,
+    private: &Path,
+    path: &std::ffi::OsStr,
+) -> Result<PathBuf, CriuError> {
     if let Some(p) = flag {
         return existing(p, "--criu");
     }
-    if let Some(p) = std::env::var_os(ENV).filter(|p| !p.is_empty()) {
-        return existing(Path::new(&p), ENV);
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
+        return existing(Path::new(p), ENV);
     }
-    if Path::new(PRIVATE_CRIU).is_file() {
-        return Ok(PathBuf::from(PRIVATE_CRIU));
+    if private.is_file() {
+        return Ok(private.to_path_buf());
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    std::env::split_paths(path)
         .map(|d| d.join("criu"))
         .find(|p| p.is_file())
-        .ok_or_else(|| CriuError::NotFound(format!("not in {PRIVATE_CRIU} nor on PATH")))
+        .ok_or_else(|| CriuError::NotFound(format!("not in {} nor on PATH", private.display())))
 }
 
 fn existing(p: &Path, from: &str) -> Result<PathBuf, CriuError> {
@@ -125,4 +138,55 @@ pub fn log_errors(log: &Path) -> String {
         s.push_str(&format!("\n(CRIU log: {})", log.display()));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn locate_order_and_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("bin"));
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, "").unwrap();
+        std::fs::create_dir(&c).unwrap();
+        std::fs::write(c.join("criu"), "").unwrap();
+        let none = t.path().join("none");
+        let path = c.as_os_str();
+        // --criu wins, then $PHANTOM_CRIU, then the private install, then PATH.
+        assert_eq!(
+            locate_in(Some(&a), Some(b.as_os_str()), &b, path).unwrap(),
+            a
+        );
+        assert_eq!(locate_in(None, Some(b.as_os_str()), &a, path).unwrap(), b);
+        assert_eq!(locate_in(None, None, &a, path).unwrap(), a);
+        assert_eq!(
+            locate_in(None, Some(OsStr::new("")), &none, path).unwrap(),
+            c.join("criu")
+        );
+        // A named binary that is missing is an error, not a fallback.
+        let e = locate_in(Some(&none), None, &a, path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--criu names") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = locate_in(None, Some(none.as_os_str()), &a, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PHANTOM_CRIU names"), "{e}");
+        let e = locate_in(None, None, &none, OsStr::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CRIU not found"), "{e}");
+    }
+
+    #[test]
+    fn versions_print_as_criu_does() {
+        assert_eq!(fmt_version(4_01_01), "4.1.1");
+        assert_eq!(fmt_version(MIN_VERSION), "3.16.0");
+    }
 }

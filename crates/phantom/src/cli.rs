@@ -431,6 +431,10 @@ pub struct Restore {
     /// Accepted for runc compatibility (CRIU sets up the root itself)
     #[arg(long)]
     pub no_pivot: bool,
+    /// Accepted for runc compatibility: restore sets no subreaper (the
+    /// restored init is our child and is reaped by the waiting restore)
+    #[arg(long)]
+    pub no_subreaper: bool,
     /// Allow open TCP connections
     #[arg(long)]
     pub tcp_established: bool,

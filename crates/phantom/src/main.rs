@@ -89,10 +89,26 @@ fn phantom_main() {
 fn parse_cli() -> Cli {
     use clap::FromArgMatches;
     let cmd: &'static mut clap::Command = Box::leak(Box::new(Cli::command()));
-    let mut matches = cmd.get_matches_mut();
+    let mut matches = cmd
+        .try_get_matches_from_mut(go_runc_spellings(std::env::args_os()))
+        .unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(cmd).exit());
     std::mem::forget(matches);
     cli
+}
+
+/// containerd's shim (go-runc `Restore`) passes `-no-subreaper` with one
+/// dash, which runc's flag parser (urfave/cli) accepts and clap does not.
+fn go_runc_spellings(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> impl Iterator<Item = std::ffi::OsString> {
+    args.map(|a| {
+        if a == "-no-subreaper" {
+            "--no-subreaper".into()
+        } else {
+            a
+        }
+    })
 }
 
 /// Exit status of a request that would loosen its profile

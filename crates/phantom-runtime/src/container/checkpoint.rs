@@ -147,12 +147,14 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
     let lock = store.lock(id)?;
     let mut st = store.load(id)?;
     store.refresh(&mut st);
-    if st.status != Status::Running {
+    // Paused too, as runc: containerd pauses a task before checkpointing
+    // it. CRIU then finds the freezer cgroup frozen and leaves it so.
+    if !matches!(st.status, Status::Running | Status::Paused) {
         return Err(Error::wrong_state(
             id,
             st.status,
             words::NOT_RUNNING,
-            "only a running container can be checkpointed",
+            "only a running or paused container can be checkpointed",
         ));
     }
     let pid = st.pid.expect("a running container has a pid");
@@ -234,9 +236,14 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
         if let Some(fd) = opts.status_fd {
             o.set_status_fd(fd);
         }
-        // cgroup v1 freezer: CRIU freezes the whole tree at once (runc's
-        // FreezeCgroup) instead of seizing task by task.
-        if let Some(f) = st.cgroup.as_ref().and_then(|c| c.v1.get("freezer")) {
+        // The freezer (v1's, else the cgroup2 dir's cgroup.freeze): CRIU
+        // freezes the whole tree at once (runc's FreezeCgroup) instead of
+        // seizing task by task, and a paused container stays frozen.
+        let freezer = st
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.v1.get("freezer").or(c.unified.as_ref()));
+        if let Some(f) = freezer {
             o.set_freeze_cgroup(f.to_string_lossy().into_owned());
         }
         for (dest, _) in bind_mounts(&spec) {

@@ -112,23 +112,36 @@ pub fn restore(store: &StateStore, opts: &RestoreOptions) -> Result<(ContainerSt
             Some(p) => Some(crate::console::connect(p)?),
             None => None,
         };
-        // Bind mounts need their mountpoints in the rootfs, which a fresh
-        // rootfs (an imported checkpoint) may lack (runc's
-        // prepareCriuRestoreMounts). Made inside the root, without
-        // following its symlinks out of it.
+        // Every mount needs its mountpoint in the rootfs, which a fresh
+        // rootfs (an imported checkpoint, containerd's new snapshot) may
+        // lack: runc's prepareCriuRestoreMounts. Those inside a tmpfs of
+        // the container come back with its content. Made inside the root,
+        // without following its symlinks out of it.
         let root_fd = open_dir(&rootfs)?;
-        for (dest, source) in bind_mounts(&spec) {
-            let source = if source.is_relative() {
-                bundle.join(source)
-            } else {
-                source
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        let tmpfs: Vec<&Path> = mounts
+            .iter()
+            .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+            .map(|m| m.destination().as_path())
+            .collect();
+        let binds = bind_mounts(&spec);
+        for m in &mounts {
+            let dest = m.destination();
+            if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+                continue;
+            }
+            let source = binds.iter().find(|(d, _)| d == dest).map(|(_, s)| {
+                if s.is_relative() {
+                    bundle.join(s)
+                } else {
+                    s.clone()
+                }
+            });
+            let kind = match source {
+                Some(s) if !s.is_dir() => crate::rootfs::safe_path::Kind::File,
+                _ => crate::rootfs::safe_path::Kind::Dir,
             };
-            let kind = if source.is_dir() {
-                crate::rootfs::safe_path::Kind::Dir
-            } else {
-                crate::rootfs::safe_path::Kind::File
-            };
-            crate::rootfs::safe_path::ensure_in_root(root_fd.as_raw_fd(), &dest, kind).ctx(
+            crate::rootfs::safe_path::ensure_in_root(root_fd.as_raw_fd(), dest, kind).ctx(
                 || {
                     format!(
                         "create mountpoint {} in {}",

@@ -571,3 +571,51 @@ fn a_landlocked_sandbox_is_refused_and_keeps_running() {
     assert_eq!(rt.status(&id), "running");
     assert!(!img.exists(), "a refused checkpoint left {img:?}");
 }
+
+/// A CRIU that cannot work on this kernel (Debian 12's 3.17.1 on 6.18:
+/// "vdso: Unexpected rt vDSO area bounds"): the checkpoint fails with
+/// CRIU's reason, the container keeps running, nothing is left.
+#[test]
+fn a_criu_that_fails_on_this_kernel_says_why_and_leaves_it_running() {
+    require_criu!();
+    let broken = Path::new("/usr/sbin/criu");
+    let works = Command::new(broken)
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| o.status.success());
+    if !matches!(works, Ok(false)) {
+        eprintln!("skipped: {} is missing or works here", broken.display());
+        return;
+    }
+    let rt = Runtime::new();
+    let (id, b) = start_counter(&rt, "ck-broken");
+    let img = image_dir(&b, "img");
+    let out = ck(
+        &rt,
+        &[
+            "--criu",
+            "/usr/sbin/criu",
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "checkpoint with a broken CRIU succeeded\n{}",
+        describe(&out)
+    );
+    if rt.bin().file_name().is_some_and(|n| n == "phantom") {
+        assert!(
+            stderr(&out).contains("vdso"),
+            "CRIU's reason is not quoted\n{}",
+            describe(&out)
+        );
+        assert!(!img.exists(), "a failed checkpoint left {img:?}");
+    }
+    assert_eq!(rt.status(&id), "running");
+    let n = count(&b).unwrap();
+    wait_count_above(&b, n + 2);
+}

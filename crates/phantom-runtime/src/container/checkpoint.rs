@@ -285,7 +285,10 @@ pub fn checkpoint(store: &StateStore, opts: &CheckpointOptions) -> Result<()> {
             return Err(CriuError::Failed {
                 action: if opts.pre_dump { "pre-dump" } else { "dump" },
                 errno: resp.cr_errno(),
-                log: criu::log_errors(&work.join("dump.log")),
+                log: criu::log_errors(
+                    &work.join("dump.log"),
+                    !created_dir || opts.work_path.is_some(),
+                ),
             }
             .into());
         }

@@ -280,7 +280,7 @@ pub fn restore(store: &StateStore, opts: &RestoreOptions) -> Result<(ContainerSt
             return Err(CriuError::Failed {
                 action: "restore",
                 errno: resp.cr_errno(),
-                log: criu::log_errors(&work.join("restore.log")),
+                log: criu::log_errors(&work.join("restore.log"), true),
             }
             .into());
         }

@@ -121,8 +121,9 @@ pub fn locate_checked(flag: Option<&Path>) -> Result<(PathBuf, u32), CriuError> 
 }
 
 /// The error lines ("Error (...)") of a CRIU log, at most the last 20, so
-/// a failure says why without the reader opening the log.
-pub fn log_errors(log: &Path) -> String {
+/// a failure says why without the reader opening the log. `kept`: whether
+/// the log stays (else it goes with the image directory being removed).
+pub fn log_errors(log: &Path, kept: bool) -> String {
     let Ok(text) = std::fs::read_to_string(log) else {
         return String::new();
     };
@@ -135,11 +136,14 @@ pub fn log_errors(log: &Path) -> String {
     let tail = &lines[lines.len().saturating_sub(20)..];
     let mut s = tail.join("\n");
     if !s.is_empty() {
-        s.push_str(&format!("\n(CRIU log: {})", log.display()));
+        if kept {
+            s.push_str(&format!("\n(CRIU log: {})", log.display()));
+        } else {
+            s.push_str("\n(CRIU's log went with the image directory; keep it with --work-path)");
+        }
     }
     s
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,10 +22,11 @@ use phantom_tests::{
 };
 use serde_json::json;
 
-/// Counts in /tmp/c, ten times a second, with stdio on the container's own
+/// Counts in /tmp/c, ten times a second (written to a new file and renamed,
+/// so a reader never sees it empty), with stdio on the container's own
 /// /dev/null (the runtime's stdio of `run -d` is the harness's temp files).
 const COUNTER: &str = "exec </dev/null >/dev/null 2>&1; i=0; \
-                       while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done";
+                       while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.1; done";
 
 /// The directory of a CRIU whose `criu check` passes, or why there is none.
 fn criu_dir() -> Result<&'static Path, String> {
@@ -386,8 +387,10 @@ fn receive_master(listener: &UnixListener) -> OwnedFd {
 fn terminal_without_shell_job_fails_and_leaves_it_running() {
     require_criu!();
     let rt = Runtime::new();
-    let b = Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done")
-        .with(|c| c["process"]["terminal"] = json!(true));
+    let b = Bundle::sh(
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.1; done",
+    )
+    .with(|c| c["process"]["terminal"] = json!(true));
     let sock = b.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let id = rt.id("ck-tty");
@@ -440,7 +443,7 @@ fn bind_mount_cgroupfs_and_host_stdio_survive_checkpoint_and_restore() {
         .unwrap();
     let src = data.path().to_str().unwrap().to_owned();
     let b =
-        Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /data/c; sleep 0.1; done").with(|c| {
+        Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /data/c.new; mv /data/c.new /data/c; sleep 0.1; done").with(|c| {
             let mounts = c["mounts"].as_array_mut().unwrap();
             mounts.push(
                 json!({"destination": "/data", "type": "bind", "source": src,
@@ -629,8 +632,10 @@ fn a_criu_that_fails_on_this_kernel_says_why_and_leaves_it_running() {
 fn terminal_with_shell_job_restores_onto_a_new_console() {
     require_criu!();
     let rt = Runtime::new();
-    let b = Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done")
-        .with(|c| c["process"]["terminal"] = json!(true));
+    let b = Bundle::sh(
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.1; done",
+    )
+    .with(|c| c["process"]["terminal"] = json!(true));
     let sock = b.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let id = rt.id("ck-shell");

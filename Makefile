@@ -82,6 +82,13 @@ bench:
 bench-smoke:
 	benches/bench.sh --smoke
 
+# Checkpoint/restore time and image size, phantom vs runc (docs/checkpoint.md;
+# root and a working CRIU: hack/install-criu.sh).
+.PHONY: bench-checkpoint
+bench-checkpoint: build
+	benches/checkpoint.sh -w sleep
+	benches/checkpoint.sh -w mem100 -n 5
+
 # OCI runtime-spec conformance (runtime-spec-tests/README.md), as root:
 # `make conformance` (phantom) or `make conformance RUNTIME=crun|runc|/path/to/runtime`.
 # rst-checker runs inside busybox containers, so it is linked statically: musl when

@@ -103,7 +103,7 @@ impl Podman {
         Ok(podman)
     }
 
-    fn path(&self, sub: &str) -> PathBuf {
+    pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
 

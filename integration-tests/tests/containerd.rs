@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         ("ctr_seccomp_profile", seccomp_profile),
         ("ctr_state_in_runc_root", state_in_runc_root),
         ("contrib_containerd_config", contrib_config),
+        ("ctr_checkpoint_restore", checkpoint_restore),
     ];
     // The CRI path (RuntimeClass handler, pods) is the cri suite.
     phantom_integration_tests::run_suite(tests, &[])
@@ -346,5 +347,49 @@ fn contrib_config(_: &Containerd) -> TestResult {
             file.display()
         );
     }
+    Ok(())
+}
+
+/// `ctr containers checkpoint --task` of a counting container into an
+/// image, the container removed, then `ctr containers restore --live`:
+/// the counter goes on from where it was. The shim runs the runtime with
+/// containerd's PATH: phantom finds /opt/phantom-criu/bin/criu itself,
+/// runc only on PATH (run the suite with it first there).
+fn checkpoint_restore(c: &Containerd) -> TestResult {
+    let t = c.container("ckpt");
+    c.ctr(&strs(&c.run_args(&["-d"], &t.id, &["sh", "-c", COUNTER])))?
+        .success()?;
+    let pid = t.wait_running()?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || counter(pid).is_ok_and(|n| n > 2)),
+        "the counter does not count"
+    );
+    let image = format!("phantom.test/checkpoint/{}:1", t.id);
+    c.ctr(&["containers", "checkpoint", "--task", &t.id, &image])?
+        .success()?;
+    let n = counter(pid).unwrap_or(0);
+    c.ctr(&["task", "kill", "--signal", "SIGKILL", &t.id])?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || c
+            .task_status(&t.id)
+            .is_none_or(|(_, s)| s == "STOPPED")),
+        "the task did not stop"
+    );
+    c.ctr(&["task", "delete", &t.id])?.success()?;
+    c.ctr(&["containers", "delete", &t.id])?.success()?;
+    c.ctr(&["containers", "restore", "--live", &t.id, &image])?
+        .success()?;
+    let pid = t.wait_running()?;
+    let m = counter(pid)?;
+    ensure!(
+        m >= n,
+        "the restored counter starts again from {m} (was {n})"
+    );
+    ensure!(
+        wait_for(Duration::from_secs(5), || counter(pid)
+            .is_ok_and(|k| k > m + 3)),
+        "the restored counter does not count on from {m}"
+    );
+    let _ = c.ctr(&["images", "rm", &image]);
     Ok(())
 }

@@ -38,7 +38,93 @@ fn main() -> ExitCode {
         ("podman_ps", ps),
         ("podman_info_runtime", info_runtime),
     ];
-    phantom_integration_tests::run_suite(tests, &[])
+    let mut tests = tests;
+    let mut skipped = Vec::new();
+    match criu_dir() {
+        Ok(_) => tests.push(("podman_checkpoint_restore", checkpoint_restore)),
+        Err(why) => skipped.push(("podman_checkpoint_restore", why)),
+    }
+    let skipped: Vec<(&'static str, &str)> =
+        skipped.iter().map(|(n, w)| (*n, w.as_str())).collect();
+    phantom_integration_tests::run_suite(tests, &skipped)
+}
+
+/// The directory of a CRIU whose `criu check` passes (hack/install-criu.sh
+/// puts one in /opt/phantom-criu/bin), or why there is none.
+fn criu_dir() -> Result<std::path::PathBuf, String> {
+    let c = std::path::Path::new("/opt/phantom-criu/bin/criu");
+    let c = if c.is_file() {
+        c.to_path_buf()
+    } else {
+        phantom_integration_tests::which("criu").ok_or("no CRIU (run hack/install-criu.sh)")?
+    };
+    let out = std::process::Command::new(&c)
+        .arg("check")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", c.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} check fails; run hack/install-criu.sh",
+            c.display()
+        ));
+    }
+    Ok(c.parent().expect("a file has a parent").to_path_buf())
+}
+
+/// `podman container checkpoint` / `restore` (and `--export`/`--import`)
+/// of a counting container: it goes on from where it was. Podman and the
+/// runtime find CRIU on PATH, so the working one goes first.
+fn checkpoint_restore(p: &Podman) -> TestResult {
+    let dir = criu_dir()?;
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pc = |args: &[&str]| {
+        let mut cmd = p.command();
+        cmd.env("PATH", &path).args(args);
+        run(&mut cmd, Duration::from_secs(60))
+    };
+    let c = p.container("ckpt");
+    pc(&["run", "-d", "--name", &c.name, IMAGE, "sh", "-c", COUNTER])?.success()?;
+    let pid = c.pid()?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || counter(pid).is_ok_and(|n| n > 2)),
+        "the counter does not count"
+    );
+    pc(&["container", "checkpoint", &c.name])?.success()?;
+    let state = c.inspect("{{.State.Status}}")?;
+    ensure!(state == "exited", "after checkpoint: {state:?}");
+    let before = fs::read_to_string(format!("/proc/{pid}/root/tmp/counter")).is_err();
+    ensure!(before, "the checkpointed container still runs");
+    pc(&["container", "restore", &c.name])?.success()?;
+    let state = c.inspect("{{.State.Status}}")?;
+    ensure!(state == "running", "after restore: {state:?}");
+    let pid = c.pid()?;
+    let n = counter(pid)?;
+    ensure!(n > 2, "the restored counter starts again from {n}");
+    ensure!(
+        wait_for(Duration::from_secs(5), || counter(pid)
+            .is_ok_and(|m| m > n + 3)),
+        "the restored counter does not count on from {n}"
+    );
+
+    // --export to a tarball, remove the container, --import it back.
+    let tar = p.path("ckpt.tar.gz");
+    let tar = tar.to_str().ok_or("non-UTF-8 temp path")?;
+    pc(&["container", "checkpoint", "--export", tar, &c.name])?.success()?;
+    pc(&["rm", "-f", &c.name])?.success()?;
+    pc(&["container", "restore", "--import", tar])?.success()?;
+    let pid = c.pid()?;
+    let n = counter(pid)?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || counter(pid)
+            .is_ok_and(|m| m > n + 3)),
+        "the imported counter does not count on from {n}"
+    );
+    pc(&["rm", "-f", &c.name])?.success()?;
+    Ok(())
 }
 
 /// A command that runs until killed and exits 0 on SIGTERM (a shell as pid

@@ -73,6 +73,10 @@ pub enum Error {
     /// A cgroup operation; the message names the field and the file.
     #[error("{0}")]
     Cgroup(String),
+
+    /// Checkpoint/restore: CRIU missing, too old or failing, or a bad image.
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
 }
 
 /// runc 1.1's words for each status a verb refuses, which engines match in

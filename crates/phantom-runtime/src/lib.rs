@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod console;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod exe_guard;
 pub mod hooks;

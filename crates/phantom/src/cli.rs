@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(short = 'v', long)]
     pub version: bool,
 
+    /// The CRIU binary for checkpoint/restore (as runc's --criu; default
+    /// $PHANTOM_CRIU, /opt/phantom-criu/bin/criu, then criu on PATH)
+    #[arg(long, value_name = "PATH")]
+    pub criu: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -48,7 +53,10 @@ pub enum Command {
     Resume(liboci_cli::Resume),
     Update(liboci_cli::Update),
     Events(liboci_cli::Events),
-    Checkpoint(liboci_cli::Checkpoint),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(Box<Checkpoint>),
+    /// Restore a container from a CRIU checkpoint
+    Restore(Box<Restore>),
     /// Live CPU, memory, pids and I/O of a sandbox or container
     Monitor(Monitor),
     /// Remove a sandbox: its container, bundle and (unless kept) workspace
@@ -348,4 +356,108 @@ pub fn version_text() -> String {
         env!("CARGO_PKG_VERSION"),
         phantom_runtime::state::OCI_VERSION
     )
+}
+
+/// runc's `checkpoint` flags (runc-checkpoint.8).
+#[derive(Args, Debug)]
+pub struct Checkpoint {
+    /// Path for saving CRIU image files
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: std::path::PathBuf,
+    /// Path for saving work files and logs (default: the image path)
+    #[arg(long)]
+    pub work_path: Option<std::path::PathBuf>,
+    /// Path of a previous image (a pre-dump), relative to the image path
+    #[arg(long)]
+    pub parent_path: Option<std::path::PathBuf>,
+    /// Leave the process running after checkpointing
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a terminal)
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Link unlinked files back when possible
+    #[arg(long)]
+    pub link_remap: bool,
+    /// Allow file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft (default), full, strict or ignore
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Create a namespace, but do not restore its properties (network)
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    /// Dump the memory only, leave the container running (for a later
+    /// dump with --parent-path)
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// Deduplicate the parent's image pages as they are dumped
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// CRIU writes \0 to this fd when it is ready for lazy migration
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    pub container_id: String,
+}
+
+/// runc's `restore` flags (runc-restore.8).
+#[derive(Args, Debug)]
+pub struct Restore {
+    /// Path of the CRIU image files
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: std::path::PathBuf,
+    /// Path for work files and logs (default: the image path)
+    #[arg(long)]
+    pub work_path: Option<std::path::PathBuf>,
+    /// The bundle (default: the current directory)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: std::path::PathBuf,
+    /// Detach from the restored container
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the restored init's pid to
+    #[arg(long)]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Unix socket to send the new pty master to (a terminal container)
+    #[arg(long)]
+    pub console_socket: Option<std::path::PathBuf>,
+    /// Accepted for runc compatibility (CRIU sets up the root itself)
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility: restore sets no subreaper (the
+    /// restored init is our child and is reaped by the waiting restore)
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a terminal)
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Allow file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft (default), full, strict or ignore
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespaces restored empty (network)
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate image pages as they are restored
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Restore memory lazily (needs a running `criu lazy-pages`)
+    #[arg(long)]
+    pub lazy_pages: bool,
+    pub container_id: String,
 }

@@ -87,7 +87,13 @@ pub fn features() -> Value {
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {
-            "io.github.phantom.version": env!("CARGO_PKG_VERSION")
+            "io.github.phantom.version": env!("CARGO_PKG_VERSION"),
+            // checkpoint/restore through CRIU (docs/checkpoint.md), and the
+            // CRIU binary it would use here, if one is found.
+            "io.github.phantom.checkpoint": "criu",
+            "io.github.phantom.checkpoint.criu": phantom_runtime::criu::locate(None)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         }
     })
 }

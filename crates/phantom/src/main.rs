@@ -89,10 +89,26 @@ fn phantom_main() {
 fn parse_cli() -> Cli {
     use clap::FromArgMatches;
     let cmd: &'static mut clap::Command = Box::leak(Box::new(Cli::command()));
-    let mut matches = cmd.get_matches_mut();
+    let mut matches = cmd
+        .try_get_matches_from_mut(go_runc_spellings(std::env::args_os()))
+        .unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(cmd).exit());
     std::mem::forget(matches);
     cli
+}
+
+/// containerd's shim (go-runc `Restore`) passes `-no-subreaper` with one
+/// dash, which runc's flag parser (urfave/cli) accepts and clap does not.
+fn go_runc_spellings(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> impl Iterator<Item = std::ffi::OsString> {
+    args.map(|a| {
+        if a == "-no-subreaper" {
+            "--no-subreaper".into()
+        } else {
+            a
+        }
+    })
 }
 
 /// Exit status of a request that would loosen its profile
@@ -184,10 +200,6 @@ fn no_sandbox_flags(s: &cli::SandboxArgs, name: bool) -> Result<()> {
         bail!("--workspace, --copy-in, --mode, --network, --memory, --cpus, --pids, --env and --name go with --profile");
     }
     Ok(())
-}
-
-fn not_yet(what: &str) -> Result<i32> {
-    bail!("{what} is not implemented yet")
 }
 
 fn check_global(cli: &Cli) -> Result<()> {
@@ -384,7 +396,55 @@ fn dispatch(cli: Cli) -> Result<i32> {
             )?;
             Ok(0)
         }
-        Command::Checkpoint(_) => not_yet("checkpoint"),
+        Command::Checkpoint(a) => {
+            container::checkpoint(
+                &store,
+                &container::CheckpointOptions {
+                    id: a.container_id.clone(),
+                    image_path: a.image_path.clone(),
+                    work_path: a.work_path.clone(),
+                    parent_path: a.parent_path.clone(),
+                    leave_running: a.leave_running,
+                    tcp_established: a.tcp_established,
+                    ext_unix_sk: a.ext_unix_sk,
+                    shell_job: a.shell_job,
+                    file_locks: a.file_locks,
+                    link_remap: a.link_remap,
+                    manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+                    empty_ns: a.empty_ns.clone(),
+                    pre_dump: a.pre_dump,
+                    auto_dedup: a.auto_dedup,
+                    status_fd: a.status_fd,
+                    criu: cli.criu.clone(),
+                },
+            )?;
+            Ok(0)
+        }
+        Command::Restore(a) => {
+            let (_, code) = container::restore(
+                &store,
+                &container::RestoreOptions {
+                    id: a.container_id.clone(),
+                    bundle: a.bundle.clone(),
+                    image_path: a.image_path.clone(),
+                    work_path: a.work_path.clone(),
+                    detach: a.detach,
+                    pid_file: a.pid_file.clone(),
+                    console_socket: a.console_socket.clone(),
+                    no_pivot: a.no_pivot,
+                    tcp_established: a.tcp_established,
+                    ext_unix_sk: a.ext_unix_sk,
+                    shell_job: a.shell_job,
+                    file_locks: a.file_locks,
+                    manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+                    empty_ns: a.empty_ns.clone(),
+                    auto_dedup: a.auto_dedup,
+                    lazy_pages: a.lazy_pages,
+                    criu: cli.criu.clone(),
+                },
+            )?;
+            Ok(code.unwrap_or(0))
+        }
         Command::Mcp(a) => server::exec("mcp", &cli.global, store.root(), &a.args),
     }
 }

@@ -203,6 +203,13 @@ fn setup(sys: &dyn Sys, plan: &InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.zygote {
         return zygote(sys, plan, chan);
     }
+    // Init leads its own session, as under runc (nsexec.c calls setsid()
+    // for every container init) and crun: CRIU refuses to checkpoint a
+    // tree whose session leader is outside its pid namespace unless it is
+    // a --shell-job. With a terminal, console::setup does it.
+    if !plan.process.process.terminal().unwrap_or(false) {
+        nix::unistd::setsid().ctx(|| "setsid".into())?;
+    }
     let program = super::setup::prepare(sys, &plan.process)?;
     // With a filter loaded before the identity switch (no no_new_privs),
     // the switch waits until after `start`: nothing but it and execve may

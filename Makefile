@@ -103,12 +103,16 @@ conformance:
 
 # The VM test bed (docs/vm-test.md), as root: a Debian 12 guest with systemd
 # as PID 1 and pure cgroup v2, booted under qemu (TCG), runs the conformance
-# suite and Podman against phantom, crun and runc with the systemd cgroup
-# driver and with cgroupfs; fails on a regression against hack/vm/expected.tsv.
+# suite, Podman, containerd (ctr and the CRI suite) and phantom's sandboxes
+# and daemon against phantom, crun and runc with the systemd cgroup driver
+# and with cgroupfs; fails on a regression against hack/vm/expected.tsv.
 # The image is built once and cached under target/vm/.
 .PHONY: vm-test
 vm-test:
 	hack/build-release.sh >/dev/null
 	$(CARGO) build -p runtime-spec-tests --bin rst
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p runtime-spec-tests --bin rst-checker --target $(CHECKER_TARGET)
-	PHANTOM=$(PHANTOM) CHECKER_TARGET=$(CHECKER_TARGET) hack/vm/run.sh
+	PHANTOM=$(PHANTOM) CHECKER_TARGET=$(CHECKER_TARGET) \
+		CRI_TESTS=$$($(CARGO) test -p phantom-integration-tests --test cri --no-run --message-format=json | \
+			jq -r 'select(.target.name == "cri" and .executable != null) | .executable') \
+		hack/vm/run.sh

@@ -13,7 +13,8 @@
 # Variables: VM_TIMEOUT (seconds, default 2400), VM_MEM (default 4G),
 # VM_FILTER (a regular expression: only matching guest steps run; for
 # development), VM_IMAGE_DIR (a ready image directory instead of
-# hack/vm/image.sh's), CHECKER_TARGET (the rst-checker's triple, from the Makefile).
+# hack/vm/image.sh's), CHECKER_TARGET (the rst-checker's triple, from the
+# Makefile), CRI_TESTS (the CRI suite's test binary; make vm-test finds it).
 set -euo pipefail
 # One compound command, read whole before it runs: editing this file
 # during a run does not change the running one.
@@ -89,9 +90,18 @@ if [[ ${1:-} == --compare ]]; then
 fi
 
 phantom=${PHANTOM:-$repo/target/release/phantom}
+# phantom daemon and phantom mcp run the phantom-server beside phantom.
+server=$(dirname "$phantom")/phantom-server
 rst=$repo/target/debug/rst
 checker=$repo/target/$checker_target/debug/rst-checker
-for f in "$phantom" "$rst" "$checker"; do
+# The CRI suite's test binary (integration-tests/tests/cri.rs), built for
+# the host: the guest is the same Debian 12, with the same libc.
+cri=${CRI_TESTS:-}
+if [[ -z $cri ]]; then
+	echo "$0: CRI_TESTS (the CRI suite's test binary) is not set: run \`make vm-test\`" >&2
+	exit 2
+fi
+for f in "$phantom" "$server" "$rst" "$checker" "$cri"; do
 	if [[ ! -x $f ]]; then
 		echo "$0: $f is missing: run \`make vm-test\` (it builds phantom, rst and rst-checker)" >&2
 		exit 2
@@ -123,8 +133,12 @@ trap 'exit 130' INT TERM
 # its own disk.
 rm -rf "$run"
 mkdir -p "$share" "$run/pack/bin"
-install -m 0755 "$phantom" "$rst" "$checker" "$run/pack/bin/"
+install -m 0755 "$phantom" "$server" "$rst" "$checker" "$run/pack/bin/"
+# A debug build: its debug info would be most of the tarball.
+strip --strip-debug -o "$run/pack/bin/cri-tests" "$cri"
+chmod 0755 "$run/pack/bin/cri-tests"
 install -m 0755 "$here/guest.sh" "$run/pack/guest.sh"
+install -D -m 0755 "$repo/hack/make-rootfs.sh" "$run/pack/hack/make-rootfs.sh"
 cp "$repo/runtime-spec-tests/expected.tsv" "$run/pack/rst-expected.tsv"
 "$repo/hack/make-rootfs.sh" "$run/pack" >/dev/null
 printf '%s\n' "${VM_FILTER:-}" >"$run/pack/filter"

@@ -136,8 +136,14 @@ pub struct Cri {
     rt: tokio::runtime::Runtime,
     channel: Option<Channel>,
     /// The top cgroup (under every hierarchy) of all pods of this run, as
-    /// the kubelet's `kubepods`: `/<top>/pod<uid>/<container id>`.
+    /// the kubelet's `kubepods`: `/<top>/pod<uid>/<container id>`, or with
+    /// the systemd driver `<top>.slice/<top>-pod<uid>.slice/
+    /// cri-containerd-<id>.scope`.
     top_cgroup: String,
+    /// `CRI_SYSTEMD_CGROUP=1`: the handler has `SystemdCgroup = true` and
+    /// the pods' parents are slices, as on a kubeadm node
+    /// (`cgroupDriver: systemd`).
+    systemd: bool,
     seq: AtomicUsize,
     /// Pods whose cleanup failed once: the teardown does not try again
     /// through the CRI plugin.
@@ -168,7 +174,22 @@ impl Engine for Cri {
                 loopback.display()
             ));
         }
-        let top_cgroup = format!("phantom-cri-{}", std::process::id());
+        let systemd = std::env::var("CRI_SYSTEMD_CGROUP").is_ok_and(|v| v == "1");
+        if systemd && !Path::new("/run/systemd/system").is_dir() {
+            return Err("CRI_SYSTEMD_CGROUP=1 needs systemd as PID 1 (make vm-test)".into());
+        }
+        // A slice name's dashes are its path (`a-b.slice` is
+        // `a.slice/a-b.slice`): the top slice has none.
+        let top_cgroup = if systemd {
+            format!("phantom_cri_{}", std::process::id())
+        } else {
+            format!("phantom-cri-{}", std::process::id())
+        };
+        let top_dir = if systemd {
+            format!("{top_cgroup}.slice")
+        } else {
+            top_cgroup.clone()
+        };
         let host = HostLeftovers::record(
             [
                 "/run/containerd/s",
@@ -179,7 +200,7 @@ impl Engine for Cri {
             ]
             .iter()
             .map(PathBuf::from)
-            .chain(HostLeftovers::cgroups(&[&top_cgroup])),
+            .chain(HostLeftovers::cgroups(&[&top_dir])),
         )
         .scratch("/var/lib/cni/results", "phantom-cri-")
         .scratch("/var/lib/cni/results", "cni-loopback-");
@@ -196,6 +217,7 @@ impl Engine for Cri {
             rt,
             channel: None,
             top_cgroup,
+            systemd,
             seq: AtomicUsize::new(0),
             given_up: Mutex::default(),
             _host: host,
@@ -233,8 +255,17 @@ impl Cri {
     }
 
     /// The top cgroup of this run's pods (relative to each hierarchy).
-    pub fn top_cgroup(&self) -> &str {
-        &self.top_cgroup
+    pub fn top_cgroup(&self) -> String {
+        if self.systemd {
+            format!("{}.slice", self.top_cgroup)
+        } else {
+            self.top_cgroup.clone()
+        }
+    }
+
+    /// Whether the handler uses the systemd cgroup driver.
+    pub fn systemd(&self) -> bool {
+        self.systemd
     }
 
     fn write_cni(&self, loopback: &Path) -> Result<(), String> {
@@ -272,6 +303,7 @@ impl Cri {
         let handler = self.handler();
         let binary = self.runtime.binary.display();
         let snapshotter = Self::snapshotter();
+        let systemd = self.systemd;
         let mut config = crate::containerd::base_config(self.dir.path(), "CRI tests", true);
         config += &format!(
             r#"
@@ -293,7 +325,7 @@ impl Cri {
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}.options]
         BinaryName = "{binary}"
         Root = "{dir}/runc-root"
-        SystemdCgroup = false
+        SystemdCgroup = {systemd}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{dir}/cni/bin"
     conf_dir = "{dir}/cni/conf"
@@ -560,6 +592,16 @@ impl Cri {
         })
     }
 
+    /// The kubelet's `cgroup_parent` of pod `uid`: a path with cgroupfs, a
+    /// slice (the uid's dashes as underscores) with systemd.
+    fn pod_parent(&self, uid: &str) -> String {
+        if self.systemd {
+            format!("{}-pod{}.slice", self.top_cgroup, uid.replace('-', "_"))
+        } else {
+            format!("/{}/pod{uid}", self.top_cgroup)
+        }
+    }
+
     /// A pod (RunPodSandbox with the kubelet's config), stopped and removed
     /// with all its containers when the guard drops, whatever the test's
     /// outcome.
@@ -606,7 +648,7 @@ impl Cri {
             labels,
             annotations: [("kubernetes.io/config.source".into(), "api".into())].into(),
             linux: Some(api::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/{}/pod{uid}", self.top_cgroup),
+                cgroup_parent: self.pod_parent(&uid),
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Some(pod_namespaces()),
                     seccomp: Some(unconfined()),
@@ -857,8 +899,19 @@ impl Cri {
                 );
             }
         }
-        remove_cgroup_tree(&self.top_cgroup);
+        if self.systemd {
+            // The pods' slices are systemd's units: stopping the top one
+            // stops (kills) everything below it.
+            stop_unit(&format!("{}.slice", self.top_cgroup));
+        }
+        remove_cgroup_tree(&self.top_cgroup());
     }
+}
+
+/// `systemctl stop UNIT`, as the kubelet's systemd cgroup manager does
+/// when a pod is gone; a unit that is not loaded is no error.
+fn stop_unit(unit: &str) {
+    let _ = run(Command::new("systemctl").args(["stop", unit]), CMD_TIMEOUT);
 }
 
 impl Drop for Cri {
@@ -992,7 +1045,23 @@ impl Pod<'_> {
 
     /// The pod's cgroup, relative to each hierarchy.
     pub fn cgroup(&self) -> String {
-        format!("{}/pod{}", self.cri.top_cgroup, self.uid)
+        if self.cri.systemd {
+            let parent = self.cri.pod_parent(&self.uid);
+            format!("{}.slice/{parent}", self.cri.top_cgroup)
+        } else {
+            format!("{}/pod{}", self.cri.top_cgroup, self.uid)
+        }
+    }
+
+    /// The cgroup of container (or sandbox) `id` in this pod, relative to
+    /// each hierarchy: containerd's `<parent>:cri-containerd:<id>` is the
+    /// scope `cri-containerd-<id>.scope` with systemd.
+    pub fn container_cgroup(&self, id: &str) -> String {
+        if self.cri.systemd {
+            format!("{}/cri-containerd-{id}.scope", self.cgroup())
+        } else {
+            format!("{}/{id}", self.cgroup())
+        }
     }
 
     /// PodSandboxStatus (verbose): the status and containerd's info (pid,
@@ -1141,7 +1210,7 @@ impl Pod<'_> {
     /// The cgroup directories (one per hierarchy) of container or sandbox
     /// `id` in this pod.
     pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
-        HostLeftovers::cgroups(&[&format!("{}/{id}", self.cgroup())])
+        HostLeftovers::cgroups(&[&self.container_cgroup(id)])
     }
 
     /// StopPodSandbox, then RemovePodSandbox.
@@ -1163,7 +1232,12 @@ impl Pod<'_> {
                         .map(|e| e.path()),
                 );
             }
-            let _ = fs::remove_dir(&dir);
+            if !self.cri.systemd {
+                let _ = fs::remove_dir(&dir);
+            }
+        }
+        if self.cri.systemd {
+            stop_unit(&self.cri.pod_parent(&self.uid));
         }
         if left.is_empty() {
             Ok(())

@@ -65,8 +65,13 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The image both suites run: Debian's busybox-static as a rootfs.
 pub const IMAGE: &str = "localhost/phantom-busybox:latest";
 
-/// The workspace root (the parent of this crate).
+/// The workspace root (the parent of this crate), or `$PHANTOM_SRC` where
+/// the test binary runs away from its sources (the VM bed copies
+/// `hack/make-rootfs.sh` there).
 pub fn workspace_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PHANTOM_SRC") {
+        return PathBuf::from(dir);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("integration-tests lives inside the workspace")
@@ -690,6 +695,11 @@ pub fn run_suite<E: Engine>(tests: Vec<Test<E>>, skipped: &[(&'static str, &str)
                     .unwrap_or("")
                     .to_string()
             });
+            // At once, not only in the summary: a suite cut short (a
+            // timeout, a slow machine) still says why each test failed.
+            if let Some(m) = &message {
+                eprintln!("{}: {name} FAILED: {m}", E::NAME);
+            }
             results.lock().expect("results").insert(name, message);
             outcome
         });

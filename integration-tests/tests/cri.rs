@@ -74,7 +74,7 @@ fn run_pod_sandbox(c: &Cri) -> TestResult {
         pod.id
     );
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let want = format!("/{}/{}", pod.cgroup(), pod.id);
+    let want = format!("/{}", pod.container_cgroup(&pod.id));
     ensure!(
         cgroup.lines().any(|l| l.ends_with(&want)),
         "pause is not in cgroup {want}: {cgroup}"
@@ -120,7 +120,7 @@ fn container_joins_pod(c: &Cri) -> TestResult {
         "eth0 lacks the pod address: {out:?}"
     );
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let want = format!("/{}/{id}", pod.cgroup());
+    let want = format!("/{}", pod.container_cgroup(&id));
     ensure!(
         cgroup.lines().any(|l| l.ends_with(&want)),
         "container is not in cgroup {want}: {cgroup}"

@@ -242,11 +242,26 @@ fn a_dead_zygote_is_replaced_and_no_daemon_means_cold() {
         .args(["-f", &format!("{} zygote-serve", d.rt.root().display())])
         .output()
         .unwrap();
-    for pid in String::from_utf8_lossy(&runners.stdout).split_whitespace() {
+    let killed: Vec<String> = String::from_utf8_lossy(&runners.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for pid in &killed {
         let _ = Command::new("kill").args(["-9", pid]).status();
     }
+    // Ready again with a runner that is not one of those killed: until the
+    // daemon has seen them die, its report may still count a dead one.
+    let replaced = || {
+        let now = Command::new("pgrep")
+            .args(["-f", &format!("{} zygote-serve", d.rt.root().display())])
+            .output()
+            .unwrap();
+        let now = String::from_utf8_lossy(&now.stdout).to_string();
+        let pids: Vec<&str> = now.split_whitespace().collect();
+        !pids.is_empty() && pids.iter().all(|p| !killed.iter().any(|k| k == p)) && d.ready() == 1
+    };
     assert!(
-        wait_until(Duration::from_secs(20), || d.ready() == 1),
+        wait_until(Duration::from_secs(20), replaced),
         "no replacement zygote"
     );
     let out = d.run(&["run", "--profile", "python-dev", "--", "echo", "after"]);

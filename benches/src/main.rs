@@ -253,6 +253,9 @@ fn run(args: &Args) -> Result<bool> {
             keys.display().to_string(),
             "--audit-log".into(),
             audit.display().to_string(),
+            // Timed back to back: the per-key default (50/s) would refuse.
+            "--rate-limit".into(),
+            "1000000".into(),
         ],
         None => Vec::new(),
     };
@@ -746,7 +749,7 @@ impl Drop for Daemon {
     }
 }
 
-/// `phantom daemon --pool python-dev=2 EXTRA...` on a socket of the bench's
+/// `phantom daemon --pool python-dev=2..8 EXTRA...` on a socket of the bench's
 /// own, once its python-dev pool is full (up to 30 s). Without it the warm
 /// rows fall back to the cold path (and say so).
 fn start_daemon(
@@ -762,7 +765,7 @@ fn start_daemon(
     let mut cmd = std::process::Command::new(phantom);
     cmd.arg("--root")
         .arg(root)
-        .args(["daemon", "--pool", "python-dev=2"])
+        .args(["daemon", "--pool", "python-dev=2..8"])
         .args(extra)
         .arg("--socket")
         .arg(sock)
@@ -776,7 +779,7 @@ fn start_daemon(
             Ok(())
         });
     }
-    let what = format!("phantom daemon --pool python-dev=2 {}", extra.join(" "));
+    let what = format!("phantom daemon --pool python-dev=2..8 {}", extra.join(" "));
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

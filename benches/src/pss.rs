@@ -139,7 +139,7 @@ pub fn figures(daemon: Option<i32>, forkserver: Option<i32>) -> Vec<Figure> {
     out.push(Figure::new(
         "pss-daemon",
         Section::Footprint,
-        "PSS of `phantom daemon --pool python-dev=2` itself",
+        "PSS of `phantom daemon --pool python-dev=2..8` itself",
         Unit::MiB,
         vec![cell(own.into_iter().collect(), "the daemon did not start")],
     ));

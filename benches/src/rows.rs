@@ -59,7 +59,7 @@ pub struct Row {
 }
 
 /// The daemons a template may name as `{socket:NAME}` (main.rs starts them):
-/// `forkserver` is `phantom daemon --pool python-dev=2 --python-pool python-dev=1`.
+/// `forkserver` is `phantom daemon --pool python-dev=2..8 --python-pool python-dev=1`.
 pub const SOCKETS: [&str; 1] = [FORKSERVER];
 pub const FORKSERVER: &str = "forkserver";
 
@@ -128,7 +128,7 @@ pub const ROWS: &[Row] = &[
         pending: None,
         only: None,
     },
-    // The warm rows: the bench runs `phantom daemon --pool python-dev=2`
+    // The warm rows: the bench runs `phantom daemon --pool python-dev=2..8`
     // (main.rs); a run falls back cold when no zygote is ready.
     Row {
         id: "sandbox-true-daemon",

@@ -108,9 +108,17 @@ pub struct SandboxArgs {
     /// direct, sandbox or hardened (default: the profile's)
     #[arg(long)]
     pub mode: Option<String>,
-    /// none, loopback or host (default: the profile's)
+    /// none, loopback, egress or host (default: the profile's)
     #[arg(long)]
     pub network: Option<String>,
+    /// With --network egress: a name, '*.suffix' or name:port the sandbox
+    /// may reach (repeatable; within the profile's allowlist if it has one)
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// With --network egress: an address range the sandbox may reach on
+    /// any TCP port (repeatable), e.g. 203.0.113.0/24
+    #[arg(long)]
+    pub allow_cidr: Vec<String>,
     /// Memory limit, e.g. 512MiB
     #[arg(long)]
     pub memory: Option<String>,

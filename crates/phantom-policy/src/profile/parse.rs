@@ -958,7 +958,7 @@ impl Parser<'_> {
                     text.parse().map(|r| rules.allow.push(r))
                 };
                 if let Err(e) = parsed {
-                    return Err(self.err(item, &field, &e.to_string()));
+                    return Err(self.err(item, &field, e.to_string()));
                 }
             }
         }

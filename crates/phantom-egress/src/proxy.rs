@@ -50,10 +50,12 @@ fn refusal(st: &State, ip: IpAddr) -> Option<String> {
     if st.sandbox_net.contains(ip) {
         return Some(format!("{ip} is in the sandbox network {}", st.sandbox_net));
     }
-    if st.host_addrs.contains(&ip) {
-        return Some(format!("{ip} is the host's own address"));
+    if let Some(c) = refused_range(ip) {
+        return Some(format!("{ip} is in the refused range {c}"));
     }
-    refused_range(ip).map(|c| format!("{ip} is in the refused range {c}"))
+    st.host_addrs
+        .contains(&ip)
+        .then(|| format!("{ip} is the host's own address"))
 }
 
 impl State {

@@ -130,6 +130,7 @@ impl Verb {
         // error (clap's 2), whichever verb made it: told by the type.
         let loosens = e.chain().any(|c| {
             c.downcast_ref::<phantom_policy::NarrowingError>().is_some()
+                || c.is::<phantom_policy::EgressNarrowingError>()
                 || c.is::<sandbox_cmd::WorkspaceSizeError>()
                 || c.is::<phantom_zygote::client::Refused>()
         });

@@ -462,3 +462,70 @@ fn a_killed_run_is_swept_by_the_next() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_no_egress_left();
 }
+
+/// Not a timing assertion: prints the proxy's throughput and first-byte
+/// latency against a direct download in the test internet (docs/egress.md
+/// has the numbers).
+#[test]
+fn throughput_through_the_proxy() {
+    require_root!();
+    if let Some(why) = missing() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Internet::new();
+    let s = Sbx::new();
+    let b = net.base.clone();
+    let pp = s.profile(
+        "egress-test",
+        "network: { mode: egress, allow: [allowed.test] }",
+    );
+    let fetch = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/egress/fetch.py");
+    let d = s.dir.path().join("in");
+    fs::create_dir_all(&d).unwrap();
+    fs::copy(&fetch, d.join("fetch.py")).unwrap();
+    let ok = format!("{b}.10");
+    let direct = Command::new("/usr/bin/python3")
+        .arg(&fetch)
+        .args([&ok, "allowed.test"])
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "{}", describe(&direct));
+    let d = d.display().to_string();
+    let proxied = s.run(
+        &net,
+        &[
+            "run",
+            "--no-daemon",
+            "--profile-path",
+            &pp,
+            "--profile",
+            "egress-test",
+            "--copy-in",
+            &d,
+            "--",
+            "python3",
+            "/workspace/fetch.py",
+            &ok,
+            "allowed.test",
+        ],
+    );
+    assert!(proxied.status.success(), "{}", describe(&proxied));
+    let (a, p) = (stdout(&direct), stdout(&proxied));
+    let bytes = |t: &str| -> u64 {
+        t.split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    // The body and its headers.
+    assert!(bytes(&a) > 64 << 20, "{a}");
+    assert!(bytes(&p) > 64 << 20, "{p}");
+    eprintln!(
+        "egress throughput (MB/s, first byte ms, bytes): direct {} | proxy {}",
+        a.trim(),
+        p.trim()
+    );
+    assert_no_egress_left();
+}

@@ -218,6 +218,7 @@ impl Drop for Sbx {
             })
             .unwrap_or_default();
         for id in ids {
+            let _ = self.rt.cmd(&["destroy", &id]);
             let _ = self.rt.cmd(&["delete", "--force", &id]);
             phantom_tests::remove_cgroup(&format!("/{id}"));
         }
@@ -527,5 +528,83 @@ fn throughput_through_the_proxy() {
         a.trim(),
         p.trim()
     );
+    assert_no_egress_left();
+}
+
+/// A persistent sandbox (`phantom create --network egress`): `phantom
+/// network ID` opens and closes a name while it runs; destroy leaves
+/// nothing.
+#[test]
+fn a_live_update_opens_and_closes_a_name() {
+    require_root!();
+    if let Some(why) = missing() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Internet::new();
+    let s = Sbx::new();
+    let b = net.base.clone();
+    let pp = s.profile("egress-host", "network: { mode: host }");
+    let id = s.rt.id("egress-live");
+    let out = s.run(
+        &net,
+        &[
+            "create",
+            "--profile-path",
+            &pp,
+            "--profile",
+            "egress-host",
+            "--network",
+            "egress",
+            "--allow",
+            "allowed.test",
+            &id,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let get = |name: &str| {
+        // Read to EOF: headers and body may come in two segments.
+        let code = format!(
+            "import socket\ntry:\n s=socket.create_connection((socket.gethostbyname('{name}'),80),timeout=5)\n \
+             s.sendall(b'GET / HTTP/1.1\\r\\nHost: {name}\\r\\nConnection: close\\r\\n\\r\\n')\n \
+             d=b''\n while True:\n  c=s.recv(4096)\n  if not c: break\n  d+=c\n \
+             print(d.split(b'\\r\\n\\r\\n',1)[1].decode().strip())\nexcept Exception as e:\n print('ERR',e)\n"
+        );
+        let out = s.run(&net, &["exec", &id, "--", "python3", "-c", &code]);
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(
+        get("allowed.test"),
+        format!("server={b}.10 host=allowed.test")
+    );
+    assert!(get("denied.test").starts_with("ERR"));
+    let out = s.run(
+        &net,
+        &[
+            "network",
+            &id,
+            "--profile-path",
+            &pp,
+            "--allow",
+            "denied.test",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        get("denied.test"),
+        format!("server={b}.11 host=denied.test")
+    );
+    assert!(
+        get("allowed.test").starts_with("ERR"),
+        "closed by the update"
+    );
+    let out = s.run(&net, &["network", &id]);
+    assert!(stdout(&out).contains("denied.test"), "{}", describe(&out));
+    let out = s.run(&net, &["network", &id, "--clear"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(get("denied.test").starts_with("ERR"));
+    let out = s.run(&net, &["destroy", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
     assert_no_egress_left();
 }

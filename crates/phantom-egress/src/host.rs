@@ -146,6 +146,120 @@ struct SlotRecord {
     sandbox: String,
     owner_pid: i32,
     owner_start: u64,
+    #[serde(default)]
+    proxy_pid: i32,
+    #[serde(default)]
+    proxy_start: u64,
+}
+
+impl SlotRecord {
+    fn read(slot: Slot) -> Option<SlotRecord> {
+        serde_json::from_str(&std::fs::read_to_string(slot.file()).ok()?).ok()
+    }
+
+    /// Rewritten in place (temp file + rename), under the lock.
+    fn write(&self, slot: Slot) -> Result<()> {
+        let tmp = slot.file().with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).expect("serialises"))
+            .map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, slot.file()).map_err(io("rename", &tmp))
+    }
+
+    fn owner_alive(&self) -> bool {
+        start_time(self.owner_pid) == Some(self.owner_start)
+    }
+
+    /// Stop the proxy if it is still the process recorded.
+    fn kill_proxy(&self) {
+        if self.proxy_pid > 0 && start_time(self.proxy_pid) == Some(self.proxy_start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.proxy_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The slots of sandbox `id` (one, unless something went wrong).
+fn slots_of(id: &str) -> Vec<(Slot, SlotRecord)> {
+    let Ok(dir) = std::fs::read_dir(STATE_DIR) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let slot = Slot(n.strip_suffix(".json")?.parse().ok()?);
+            let rec = SlotRecord::read(slot)?;
+            (rec.sandbox == id).then_some((slot, rec))
+        })
+        .collect()
+}
+
+/// Remove the network of sandbox `id` (a persistent sandbox's, at
+/// destroy); whether it had one.
+pub fn remove_sandbox(id: &str) -> Result<bool> {
+    let _lock = Lock::take()?;
+    let found = slots_of(id);
+    for (slot, rec) in &found {
+        rec.kill_proxy();
+        teardown(*slot);
+        let _ = remove_slot(*slot);
+    }
+    drop_table_if_unused();
+    Ok(!found.is_empty())
+}
+
+/// The lists sandbox `id`'s proxy applies now.
+pub fn current_rules(id: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let (slot, _) = slots_of(id).into_iter().next()?;
+    let c: ProxyConfig =
+        serde_json::from_slice(&std::fs::read(slot.dir().join("proxy.json")).ok()?).ok()?;
+    Some((c.allow, c.allow_cidr))
+}
+
+/// Replace the lists of running sandbox `id`: the proxy's configuration is
+/// rewritten and the proxy told (SIGHUP) to read it again.
+pub fn update(id: &str, rules: &phantom_policy::EgressRules) -> Result<bool> {
+    let _lock = Lock::take()?;
+    let Some((slot, rec)) = slots_of(id).into_iter().next() else {
+        return Ok(false);
+    };
+    let path = slot.dir().join("proxy.json");
+    let text = std::fs::read(&path).map_err(io("read", &path))?;
+    let mut c: ProxyConfig = serde_json::from_slice(&text).map_err(|e| EgressError::Io {
+        what: "parse",
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    (c.allow, c.allow_cidr) = rules.texts();
+    c.generation += 1;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&c).expect("serialises")).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+    if rec.proxy_pid > 0 && start_time(rec.proxy_pid) == Some(rec.proxy_start) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rec.proxy_pid),
+            nix::sys::signal::Signal::SIGHUP,
+        );
+        // Applied before we return: the caller's next connection gets the
+        // new lists.
+        let applied = slot.dir().join("applied");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(&applied)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            != Some(c.generation)
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(EgressError::Proxy {
+                    bin: PathBuf::from("phantom-server egress"),
+                    why: format!("the proxy did not apply update {} within 5 s", c.generation),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    Ok(true)
 }
 
 /// A process's start time (field 22 of /proc/PID/stat), to tell a reused pid.
@@ -226,6 +340,8 @@ pub struct Egress {
     proxy: Option<Child>,
     /// The resolv.conf the sandbox mounts.
     pub resolv_conf: PathBuf,
+    /// Handed over to a persistent sandbox: not removed on drop.
+    kept: bool,
 }
 
 impl Egress {
@@ -236,6 +352,7 @@ impl Egress {
         rules: &phantom_policy::EgressRules,
         server: &Path,
         log: Option<&Path>,
+        persistent: bool,
     ) -> Result<Egress> {
         let upstream = upstream()?;
         let slot = {
@@ -254,6 +371,7 @@ impl Egress {
             slot,
             proxy: None,
             resolv_conf: slot.dir().join("resolv.conf"),
+            kept: false,
         };
         // From here, a failure drops `e`, which removes what was made.
         e.make_network()?;
@@ -266,9 +384,33 @@ impl Egress {
             allow_cidr,
             upstream,
             sandbox_net: format!("{NET_BASE}/{NET_PREFIX}"),
+            generation: 0,
         };
-        e.proxy = Some(start_proxy(slot, &config, server, log)?);
+        let child = start_proxy(slot, &config, server, log, persistent)?;
+        let pid = child.id() as i32;
+        e.proxy = Some(child);
+        let _lock = Lock::take()?;
+        if let Some(mut rec) = SlotRecord::read(slot) {
+            rec.proxy_pid = pid;
+            rec.proxy_start = start_time(pid).unwrap_or(0);
+            rec.write(slot)?;
+        }
         Ok(e)
+    }
+
+    /// A persistent sandbox's network outlives this command: from now on
+    /// it belongs to the sandbox's init `owner` (swept once that is gone)
+    /// and is removed by [`remove_sandbox`].
+    pub fn hand_over(mut self, owner: i32) -> Result<()> {
+        let _lock = Lock::take()?;
+        if let Some(mut rec) = SlotRecord::read(self.slot) {
+            rec.owner_pid = owner;
+            rec.owner_start = start_time(owner).unwrap_or(0);
+            rec.write(self.slot)?;
+        }
+        self.proxy = None;
+        self.kept = true;
+        Ok(())
     }
 
     fn make_network(&self) -> Result<()> {
@@ -335,6 +477,9 @@ impl Egress {
 
 impl Drop for Egress {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if let Some(mut p) = self.proxy.take() {
             let pid = nix::unistd::Pid::from_raw(p.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -365,6 +510,8 @@ fn reserve(sandbox: &str) -> Result<Slot> {
         sandbox: sandbox.to_string(),
         owner_pid: me,
         owner_start: start_time(me).unwrap_or(0),
+        proxy_pid: 0,
+        proxy_start: 0,
     };
     for i in 0..SLOTS {
         let slot = Slot(i);
@@ -446,11 +593,12 @@ fn sweep_locked() -> usize {
         else {
             continue;
         };
-        let alive = std::fs::read_to_string(e.path())
-            .ok()
-            .and_then(|t| serde_json::from_str::<SlotRecord>(&t).ok())
-            .is_some_and(|r| start_time(r.owner_pid) == Some(r.owner_start));
+        let rec = SlotRecord::read(Slot(idx));
+        let alive = rec.as_ref().is_some_and(SlotRecord::owner_alive);
         if !alive {
+            if let Some(r) = &rec {
+                r.kill_proxy();
+            }
             tracing::info!("egress: sweeping slot {idx} (its owner is gone)");
             teardown(Slot(idx));
             let _ = remove_slot(Slot(idx));
@@ -465,6 +613,7 @@ fn start_proxy(
     config: &ProxyConfig,
     server: &Path,
     log: Option<&Path>,
+    persistent: bool,
 ) -> Result<Child> {
     let path = slot.dir().join("proxy.json");
     std::fs::write(&path, serde_json::to_vec(config).expect("serialises"))
@@ -479,11 +628,21 @@ fn start_proxy(
         .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    // SAFETY: prctl with integer arguments is async-signal-safe; it makes
-    // the proxy die with this process, so a kill -9 leaves no listener.
+    if persistent {
+        // It outlives the caller, who may be waiting for EOF on its
+        // stderr: its log goes to the log file or nowhere.
+        cmd.stderr(Stdio::null());
+    }
+    // SAFETY: prctl and setsid take integers and are async-signal-safe.
+    // A run's proxy dies with this process (a kill -9 leaves no listener);
+    // a persistent sandbox's lives in a session of its own until destroy.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        cmd.pre_exec(move || {
+            if persistent {
+                libc::setsid();
+            } else {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
             Ok(())
         });
     }

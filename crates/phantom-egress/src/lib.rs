@@ -33,4 +33,8 @@ pub struct ProxyConfig {
     pub upstream: std::net::SocketAddr,
     /// The sandbox network's own range (refused).
     pub sandbox_net: String,
+    /// Bumped by each live update; the proxy writes the one it applies to
+    /// `applied` beside this file, and the update waits for it.
+    #[serde(default)]
+    pub generation: u64,
 }

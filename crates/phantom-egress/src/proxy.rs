@@ -34,7 +34,8 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct State {
     sandbox: String,
-    rules: EgressRules,
+    /// Replaced whole on SIGHUP (a live update, `phantom network`).
+    rules: std::sync::RwLock<Arc<EgressRules>>,
     upstream: SocketAddr,
     sandbox_net: Cidr,
     host_addrs: HashSet<IpAddr>,
@@ -43,8 +44,8 @@ struct State {
 }
 
 /// Why an address may not be dialled, if it may not.
-fn refusal(st: &State, ip: IpAddr) -> Option<String> {
-    if st.rules.cidr_rule(ip).is_some() {
+fn refusal(st: &State, rules: &EgressRules, ip: IpAddr) -> Option<String> {
+    if rules.cidr_rule(ip).is_some() {
         return None;
     }
     if st.sandbox_net.contains(ip) {
@@ -59,6 +60,10 @@ fn refusal(st: &State, ip: IpAddr) -> Option<String> {
 }
 
 impl State {
+    fn rules(&self) -> Arc<EgressRules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn decide(&self, allowed: bool, name: &str, port: u16, rule: &str) {
         if allowed {
             self.allowed.fetch_add(1, Ordering::Relaxed);
@@ -132,7 +137,7 @@ pub fn main(config: &std::path::Path) -> Result<i32> {
     let rules = EgressRules::parse(&c.allow, &c.allow_cidr)?;
     let st = Arc::new(State {
         sandbox: c.sandbox.clone(),
-        rules,
+        rules: std::sync::RwLock::new(Arc::new(rules)),
         upstream: c.upstream,
         sandbox_net: c.sandbox_net.parse()?,
         host_addrs: host_addrs(),
@@ -156,10 +161,12 @@ pub fn main(config: &std::path::Path) -> Result<i32> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let dns_task = tokio::spawn(serve_udp_dns(udp, st.clone()));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
+                _ = hup.recv() => reload(&st, config),
                 acc = tcp.accept() => {
                     let Ok((conn, _)) = acc else { continue };
                     let st = st.clone();
@@ -182,6 +189,35 @@ pub fn main(config: &std::path::Path) -> Result<i32> {
     })
 }
 
+/// A live update: the lists of the configuration file, read again; a
+/// file that does not parse keeps the lists as they were.
+fn reload(st: &State, config: &std::path::Path) {
+    let parsed = std::fs::read(config)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| Ok(serde_json::from_slice::<ProxyConfig>(&t)?))
+        .and_then(|c| Ok((EgressRules::parse(&c.allow, &c.allow_cidr)?, c.generation)));
+    let parsed = parsed.and_then(|(r, generation)| {
+        let (a, c) = r.texts();
+        *st.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
+        let applied = config.with_file_name("applied");
+        std::fs::write(&applied, generation.to_string())?;
+        Ok((a, c))
+    });
+    match parsed {
+        Ok((a, c)) => {
+            tracing::warn!(
+                "egress sandbox={} lists updated: allow={a:?} allow-cidr={c:?}",
+                st.sandbox
+            );
+        }
+        Err(e) => tracing::error!(
+            "egress sandbox={}: update ignored ({}): {e:#}",
+            st.sandbox,
+            config.display()
+        ),
+    }
+}
+
 fn original_dst(conn: &TcpStream) -> Result<SocketAddrV4> {
     let sa = nix::sys::socket::getsockopt(&conn.as_fd(), nix::sys::socket::sockopt::OriginalDst)
         .context("SO_ORIGINAL_DST")?;
@@ -193,11 +229,12 @@ fn original_dst(conn: &TcpStream) -> Result<SocketAddrV4> {
 
 async fn handle(mut conn: TcpStream, st: &State) -> Result<()> {
     let orig = original_dst(&conn)?;
+    let rules = st.rules();
     let (ip, port) = (IpAddr::V4(*orig.ip()), orig.port());
     if port == 53 {
         return serve_tcp_dns(conn, st).await;
     }
-    if let Some(c) = st.rules.cidr_rule(ip) {
+    if let Some(c) = rules.cidr_rule(ip) {
         st.decide(true, &ip.to_string(), port, &format!("allow-cidr {c}"));
         return splice(conn, SocketAddr::new(ip, port), &[]).await;
     }
@@ -230,7 +267,7 @@ async fn handle(mut conn: TcpStream, st: &State) -> Result<()> {
             st.decide(false, &ip.to_string(), port, &format!("no {what}"));
             return Ok(());
         };
-        let Some(rule) = st.rules.web_rule(&name, port) else {
+        let Some(rule) = rules.web_rule(&name, port) else {
             st.decide(false, &name, port, "no rule");
             return Ok(());
         };
@@ -245,7 +282,7 @@ async fn handle(mut conn: TcpStream, st: &State) -> Result<()> {
         let mut refused = Vec::new();
         let usable: Vec<IpAddr> = addrs
             .into_iter()
-            .filter(|a| match refusal(st, *a) {
+            .filter(|a| match refusal(st, &rules, *a) {
                 Some(why) => {
                     refused.push(why);
                     false
@@ -268,13 +305,13 @@ async fn handle(mut conn: TcpStream, st: &State) -> Result<()> {
         return splice(conn, SocketAddr::new(target, port), &buf).await;
     }
     // Other ports: an allowed NAME:PORT that phantom resolves to this address.
-    for r in st.rules.allow.iter().filter(|r| r.port == Some(port)) {
+    for r in rules.allow.iter().filter(|r| r.port == Some(port)) {
         let NamePattern::Exact(name) = &r.name else {
             continue;
         };
         if let Ok(addrs) = st.resolve(name).await {
             if addrs.contains(&ip) {
-                if let Some(why) = refusal(st, ip) {
+                if let Some(why) = refusal(st, &rules, ip) {
                     st.decide(false, name, port, &format!("allow {r}, but {why}"));
                     return Ok(());
                 }
@@ -300,7 +337,8 @@ async fn splice(mut conn: TcpStream, to: SocketAddr, first: &[u8]) -> Result<()>
 /// The answer to one DNS query from the sandbox.
 async fn answer(st: &State, query: &[u8]) -> Option<Vec<u8>> {
     let q = dns::parse_query(query)?;
-    let rule = st.rules.name_rule(&q.name);
+    let rules = st.rules();
+    let rule = rules.name_rule(&q.name);
     let ok = rule.is_some() && matches!(q.qtype, dns::TYPE_A | dns::TYPE_AAAA);
     if !ok {
         st.decide(false, &q.name, 53, "dns: no rule");

@@ -53,6 +53,8 @@ pub enum Command {
     Monitor(Monitor),
     /// Remove a sandbox: its container, bundle and (unless kept) workspace
     Destroy(Destroy),
+    /// Show or replace the egress allowlists of a running sandbox
+    Network(NetworkCmd),
     /// Built-in and user profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
@@ -287,6 +289,26 @@ pub struct Monitor {
     /// Stop after N samples (default: until the sandbox stops)
     #[arg(long)]
     pub count: Option<u64>,
+}
+
+/// `phantom network ID [--allow R]... [--allow-cidr C]...`: with no
+/// list, print the lists; with lists, they replace the sandbox's (live,
+/// within its profile's).
+#[derive(Args, Debug)]
+pub struct NetworkCmd {
+    pub container_id: String,
+    /// A name, '*.suffix' or name:port (repeatable; replaces the list)
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// An address range (repeatable; replaces the list)
+    #[arg(long)]
+    pub allow_cidr: Vec<String>,
+    /// Close everything: empty lists
+    #[arg(long, conflicts_with_all = ["allow", "allow_cidr"])]
+    pub clear: bool,
+    /// Extra directory of profile YAML files (to find the sandbox's profile)
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

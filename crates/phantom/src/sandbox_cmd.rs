@@ -44,7 +44,7 @@ pub struct Prepared {
     _reserved: sandbox::SandboxDir,
     /// Network egress: the host side (veth, nft, proxy), removed on drop,
     /// after the container.
-    _egress: Option<phantom_egress::host::Egress>,
+    egress: Option<phantom_egress::host::Egress>,
 }
 
 /// Resolve the profile, apply the flags, make the workspace and bundle.
@@ -54,7 +54,8 @@ pub fn prepare(
     id: Option<String>,
     command: Vec<String>,
     terminal: bool,
-    egress_ok: Result<(), &'static str>,
+    // Ok(persistent) where egress may be set up; else why not.
+    egress_ok: Result<bool, &'static str>,
 ) -> Result<Prepared> {
     let name = args.profile.as_deref().expect("caller checked --profile");
     let extra: Vec<PathBuf> = args.profile_path.iter().cloned().collect();
@@ -83,11 +84,10 @@ pub fn prepare(
     // of the request touches it.
     narrowed(&profile, mode, network, &limits, &raised(args)?)?;
     let egress_rules = egress_rules(&profile, network, args)?;
-    if egress_rules.is_some() {
-        if let Err(why) = egress_ok {
-            bail!("--network egress: {why}");
-        }
-    }
+    let persistent = match (&egress_rules, egress_ok) {
+        (Some(_), Err(why)) => bail!("--network egress: {why}"),
+        (_, ok) => ok.unwrap_or(false),
+    };
     if let Some(m) = mode {
         profile.mode = m;
     }
@@ -119,6 +119,7 @@ pub fn prepare(
             std::env::var_os("PHANTOM_EGRESS_LOG")
                 .map(PathBuf::from)
                 .as_deref(),
+            persistent,
         )?),
         None => None,
     };
@@ -180,7 +181,7 @@ pub fn prepare(
         annotations,
         own_workspace,
         _reserved: reserved,
-        _egress: egress,
+        egress,
     })
 }
 
@@ -369,7 +370,7 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
     let egress_ok = if a.detach || a.keep {
         Err("not yet with --detach or --keep (the proxy lives as long as this command)")
     } else {
-        Ok(())
+        Ok(false)
     };
     let p = prepare(store, &a.sandbox, id, command, stdin_is_tty(), egress_ok)?;
     if let Some(dir) = &a.sandbox.copy_in {
@@ -454,7 +455,7 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         Some(id.clone()),
         vec!["sleep".into(), "infinity".into()],
         false,
-        Err("not yet for persistent sandboxes (phantom create); use phantom run"),
+        Ok(true),
     )?;
     // The sandbox outlives this command: its init must not hold our
     // stdio (a caller waiting for our output would wait forever).
@@ -475,7 +476,11 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         },
     )
     .map_err(|e| (e, false))
-    .and_then(|_| container::start(store, &id).map_err(|e| (e, true)));
+    .and_then(|st| {
+        container::start(store, &id)
+            .map(|_| st)
+            .map_err(|e| (e, true))
+    });
     restore_stdio(saved);
     if let Err((e, ours)) = created {
         // A failed create cleaned up after itself; and when the id was
@@ -487,8 +492,58 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         let _ = sandbox::remove_dirs(&p.annotations, p.own_workspace);
         return Err(e.into());
     }
+    let mut p = p;
+    if let (Some(egress), Ok(st)) = (p.egress.take(), &created) {
+        // The network lives as long as the sandbox (destroy removes it).
+        egress.hand_over(st.pid.unwrap_or(0))?;
+    }
     drop(p);
     println!("{id}");
+    Ok(0)
+}
+
+/// `phantom network ID [--allow R]... [--allow-cidr C]... | --clear`.
+pub fn network(store: &StateStore, a: &crate::cli::NetworkCmd) -> Result<i32> {
+    let st = container::state(store, &a.container_id)?;
+    let Some((allow, cidr)) = phantom_egress::host::current_rules(&a.container_id) else {
+        bail!(
+            "{:?} has no egress network (only sandboxes made with --network egress have one)",
+            a.container_id
+        );
+    };
+    if a.allow.is_empty() && a.allow_cidr.is_empty() && !a.clear {
+        println!(
+            "{}",
+            serde_json::json!({"allow": allow, "allow-cidr": cidr})
+        );
+        return Ok(0);
+    }
+    let asked = phantom_policy::EgressRules::parse(&a.allow, &a.allow_cidr)
+        .map_err(|e| anyhow!("--{e}"))?;
+    if a.clear {
+        // Empty lists narrow every profile.
+        phantom_egress::host::update(&a.container_id, &asked)?;
+        println!("{}", serde_json::json!({"allow": [], "allow-cidr": []}));
+        return Ok(0);
+    }
+    // Within the sandbox's profile, as at create.
+    let name = st
+        .annotations
+        .get(sandbox::PROFILE)
+        .ok_or_else(|| anyhow!("{:?} is not a sandbox of a profile", a.container_id))?;
+    let extra: Vec<PathBuf> = a.profile_path.iter().cloned().collect();
+    let catalog = Catalog::load(&Catalog::search_dirs(&extra));
+    let profile = &catalog
+        .get(name)
+        .map_err(|e| anyhow!("the sandbox's profile: {e} (give --profile-path)"))?
+        .profile;
+    phantom_policy::egress_rules(profile, Some(&asked), "--")?;
+    phantom_egress::host::update(&a.container_id, &asked)?;
+    let (allow, cidr) = asked.texts();
+    println!(
+        "{}",
+        serde_json::json!({"allow": allow, "allow-cidr": cidr})
+    );
     Ok(0)
 }
 

@@ -426,31 +426,26 @@ impl Egress {
         let host = format!("{}/30", s.host_ip());
         let sbx = format!("{}/30", s.sandbox_ip());
         let gw = s.host_ip().to_string();
+        // Two `ip -batch` runs (the host's side, then the namespace's):
+        // each `ip` start costs a few ms on the cold path.
         run("ip", &["netns", "add", &ns], None)?;
-        run(
-            "ip",
-            &[
-                "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &ns,
-            ],
-            None,
-        )?;
-        // No IPv6 on the host end: the table passes IPv4 only.
+        let host_side = format!(
+            "link add {veth} type veth peer name {peer} netns {ns}\n\
+             addr add {host} dev {veth}\n\
+             link set {veth} up\n"
+        );
+        // No IPv6 on the host end: the table passes IPv4 only (written
+        // once the link exists, before it is up: see below).
+        run("ip", &["-batch", "-"], Some(&host_side))?;
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"), "1");
-        run("ip", &["addr", "add", &host, "dev", &veth], None)?;
-        run("ip", &["link", "set", &veth, "up"], None)?;
-        run(
-            "ip",
-            &["-n", &ns, "link", "set", &peer, "name", "eth0"],
-            None,
-        )?;
-        run("ip", &["-n", &ns, "addr", "add", &sbx, "dev", "eth0"], None)?;
-        run("ip", &["-n", &ns, "link", "set", "eth0", "up"], None)?;
-        run("ip", &["-n", &ns, "link", "set", "lo", "up"], None)?;
-        run(
-            "ip",
-            &["-n", &ns, "route", "add", "default", "via", &gw],
-            None,
-        )?;
+        let ns_side = format!(
+            "link set {peer} name eth0\n\
+             addr add {sbx} dev eth0\n\
+             link set eth0 up\n\
+             link set lo up\n\
+             route add default via {gw}\n"
+        );
+        run("ip", &["-n", &ns, "-batch", "-"], Some(&ns_side))?;
         run(
             "nft",
             &[

@@ -179,7 +179,7 @@ impl fmt::Display for Bytes {
 }
 
 /// Refuses `asked` when any of its fields is wider than `profile`'s: a
-/// network further up none < loopback < host, or a limit above one the
+/// network further up none < loopback < egress < host, or a limit above one the
 /// profile sets. A limit the profile leaves unset has no ceiling here (the
 /// operator's, if any, apply elsewhere). `prefix` is how the caller spells
 /// its fields in the message (`--` for flags).

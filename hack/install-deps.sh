@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(busybox-static runc crun hyperfine strace jq pkg-config libseccomp-dev python3 golang-go
-      golang-github-containers-common iproute2 util-linux procps file protobuf-compiler)
+      golang-github-containers-common iproute2 util-linux procps file protobuf-compiler
+      nftables openssl)
 "$(dirname "$0")/apt-ensure.sh" install-deps "${pkgs[@]}"
 # CRIU >= 4.0 for checkpoint/restore (Debian 12's 3.17 fails on new kernels).
 "$(dirname "$0")/install-criu.sh"

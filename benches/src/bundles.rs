@@ -12,13 +12,14 @@ use crate::seccomp;
 
 /// The bundles a row template may name as `{bundle:NAME}`: the busybox ones
 /// ([`variants`]), then python-dev's config as a bundle ([`python_dev`]).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "plain",
     "netns",
     "seccomp",
     "sleep",
     "pydev-true",
     "pydev-python",
+    "egress-profiles",
 ];
 
 pub struct Bundles {
@@ -122,6 +123,18 @@ pub fn build(
         std::fs::write(keep.join(format!("{name}.json")), &text)?;
         dirs.insert(name, d);
     }
+    // `{bundle:egress-profiles}` is a --profile-path, not a bundle: python-dev
+    // with the host's network as `egress-bench`, which `--network none` and
+    // `--network egress` narrow (the egress rows, docs/egress.md).
+    let pd = dir.join("egress-profiles");
+    std::fs::create_dir_all(&pd)?;
+    let yaml = repo.join("profiles/python-dev.yaml");
+    let text = std::fs::read_to_string(&yaml)
+        .with_context(|| format!("read {}", yaml.display()))?
+        .replacen("profile: python-dev", "profile: egress-bench", 1)
+        .replacen("network: { mode: loopback }", "network: { mode: host }", 1);
+    std::fs::write(pd.join("egress-bench.yaml"), text)?;
+    dirs.insert("egress-profiles", pd);
     Ok(Bundles {
         dirs,
         seccomp_rules,

@@ -128,6 +128,34 @@ pub const ROWS: &[Row] = &[
         pending: None,
         only: None,
     },
+    // Egress (docs/egress.md): what its netns, veth, nft element and proxy
+    // cost a cold start, against the same profile with no network.
+    Row {
+        id: "sandbox-true-cold-none",
+        section: Section::Sandbox,
+        title: "run --profile egress-bench --network none -- /bin/true, cold",
+        oci: None,
+        phantom: Some(
+            "run --no-daemon --profile-path {bundle:egress-profiles} --profile egress-bench \
+             --network none -- /bin/true",
+        ),
+        host: None,
+        pending: None,
+        only: None,
+    },
+    Row {
+        id: "sandbox-true-cold-egress",
+        section: Section::Sandbox,
+        title: "run --profile egress-bench --network egress --allow example.com -- /bin/true, cold",
+        oci: None,
+        phantom: Some(
+            "run --no-daemon --profile-path {bundle:egress-profiles} --profile egress-bench \
+             --network egress --allow example.com -- /bin/true",
+        ),
+        host: None,
+        pending: None,
+        only: None,
+    },
     // The warm rows: the bench runs `phantom daemon --pool python-dev=2..8`
     // (main.rs); a run falls back cold when no zygote is ready.
     Row {

@@ -953,8 +953,11 @@ async fn create(
         .network
         .as_deref()
         .map(|n| {
-            NetworkMode::from_name(n)
-                .ok_or_else(|| bad(format!("network {n:?}: expected none, loopback or host")))
+            NetworkMode::from_name(n).ok_or_else(|| {
+                bad(format!(
+                    "network {n:?}: expected none, loopback, egress or host"
+                ))
+            })
         })
         .transpose()?;
     let mut resources = phantom_zygote::limits::check(r.memory.as_deref(), r.cpus, r.pids, "")

@@ -453,7 +453,7 @@ fn check_limits(l: &LimitArgs, profile: &phantom_policy::Profile) -> Result<Limi
     let network = match &l.network {
         Some(n) => Some(
             phantom_policy::NetworkMode::from_name(n)
-                .ok_or_else(|| format!("network {n:?}: expected none, loopback or host"))?,
+                .ok_or_else(|| format!("network {n:?}: expected none, loopback, egress or host"))?,
         ),
         None => None,
     };

@@ -15,6 +15,7 @@
 //!   contract with the runtime.
 
 pub mod cache;
+pub mod egress;
 pub mod landlock;
 pub mod narrow;
 pub mod oci;
@@ -24,12 +25,13 @@ pub mod seccomp;
 pub mod units;
 
 pub use cache::{CacheKey, CacheOutcome, PolicyCache};
+pub use egress::{AllowRule, Cidr, EgressRules};
 pub use landlock::{LandlockError, LandlockRules, LandlockStatus};
 pub use narrow::{
-    check_limits, check_narrowing, check_narrowing_raised, Loosened, Narrowing, NarrowingError,
-    Raised,
+    check_limits, check_narrowing, check_narrowing_raised, egress_rules, EgressNarrowingError,
+    Loosened, Narrowing, NarrowingError, Raised,
 };
-pub use oci::{to_oci_spec, SandboxOptions};
+pub use oci::{to_oci_spec, EgressNet, SandboxOptions};
 pub use policy::{compile_profile, CompiledPolicy};
 pub use profile::{Catalog, Mode, NetworkMode, Profile, ProfileError};
 pub use seccomp::{

@@ -125,7 +125,7 @@ impl fmt::Display for NarrowingError {
             Loosened::Network { asked, allowed } => write!(
                 f,
                 "{p}{field} {asked}: wider than {} {allowed} \
-                 (a request may only narrow its profile: none < loopback < host)",
+                 (a request may only narrow its profile: none < loopback < egress < host)",
                 whose("network")
             ),
             Loosened::Memory { asked, allowed }
@@ -179,7 +179,7 @@ impl fmt::Display for Bytes {
 }
 
 /// Refuses `asked` when any of its fields is wider than `profile`'s: a
-/// network further up none < loopback < host, or a limit above one the
+/// network further up none < loopback < egress < host, or a limit above one the
 /// profile sets. A limit the profile leaves unset has no ceiling here (the
 /// operator's, if any, apply elsewhere). `prefix` is how the caller spells
 /// its fields in the message (`--` for flags).
@@ -297,6 +297,40 @@ pub fn check_limits(
     Ok(())
 }
 
+/// A request's `--allow`/`--allow-cidr` that its profile's allowlists do
+/// not cover. Exit status 2, as [`NarrowingError`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{prefix}{rule}: not within the profile {profile}'s egress allowlists (a request may only narrow its profile)")]
+pub struct EgressNarrowingError {
+    pub prefix: String,
+    pub profile: String,
+    /// `allow NAME` or `allow-cidr CIDR`, the first not covered.
+    pub rule: String,
+}
+
+/// The allowlists a request for `asked` network gets: a profile of mode
+/// `host` allows any list; one of mode `egress` only lists within its own,
+/// and with no list given the profile's own apply.
+pub fn egress_rules(
+    profile: &Profile,
+    asked: Option<&crate::egress::EgressRules>,
+    prefix: &str,
+) -> Result<crate::egress::EgressRules, EgressNarrowingError> {
+    let Some(asked) = asked.filter(|a| !a.is_empty()) else {
+        return Ok(profile.egress.clone());
+    };
+    if profile.network == NetworkMode::Egress {
+        if let Some(rule) = asked.first_wider_than(&profile.egress) {
+            return Err(EgressNarrowingError {
+                prefix: prefix.to_string(),
+                profile: profile.name.clone(),
+                rule,
+            });
+        }
+    }
+    Ok(asked.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +372,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--network host: wider than the profile python-dev's network loopback \
-             (a request may only narrow its profile: none < loopback < host)"
+             (a request may only narrow its profile: none < loopback < egress < host)"
         );
         p.network = NetworkMode::None;
         assert!(check_narrowing(&p, &net(NetworkMode::Loopback), "").is_err());

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `run.phantom.mode` | `direct`, `sandbox`, `hardened` | `direct`: no namespaces, no rootfs (the process sees the host's filesystem, confined by Landlock and seccomp) |
 //! | `run.phantom.landlock` | [`LandlockRules`](crate::landlock::LandlockRules) as JSON | parse it before the fork; in the init, after pivot_root and before seccomp, call [`landlock::apply`](crate::landlock::apply) with the mode; `hardened`: fail the start on error |
-//! | `run.phantom.network` | `none`, `loopback`, `host` | `loopback`: bring `lo` up in the new network namespace |
+//! | `run.phantom.network` | `none`, `loopback`, `egress`, `host` | `loopback`: bring `lo` up in the new network namespace; `egress`: the namespace is joined by path (phantom-egress made it) |
 //! | `run.phantom.profile` | the profile's name | nothing (for `phantom list`, logs) |
 
 use std::collections::BTreeMap;
@@ -54,6 +54,15 @@ pub const HOST_ETC: &[&str] = &[
     "alternatives",
 ];
 
+/// The host side of an egress sandbox, made before its config.json.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EgressNet {
+    /// A bind-mounted network namespace (`/run/netns/NAME`).
+    pub netns: PathBuf,
+    /// Mounted read-only at /etc/resolv.conf instead of the host's.
+    pub resolv_conf: PathBuf,
+}
+
 /// What the caller adds to a profile to make a config.json.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SandboxOptions {
@@ -73,6 +82,10 @@ pub struct SandboxOptions {
     pub host_gid: u32,
     /// Overrides the profile's network mode.
     pub network: Option<NetworkMode>,
+    /// Network `egress`: the namespace phantom prepared (joined by path)
+    /// and the resolv.conf naming phantom's resolver; none (as `phantom
+    /// spec` prints it): a new, empty network namespace.
+    pub egress_net: Option<EgressNet>,
     pub terminal: bool,
     pub hostname: String,
 }
@@ -92,6 +105,7 @@ impl SandboxOptions {
             host_uid: uid,
             host_gid: gid,
             network: None,
+            egress_net: None,
             terminal: false,
             hostname: "phantom".into(),
         }
@@ -288,9 +302,15 @@ pub fn to_oci_spec(profile: &Profile, opts: &SandboxOptions) -> Spec {
                     mounts.push(bind(p, p, false));
                 }
             }
+            let own_resolv = opts
+                .egress_net
+                .as_ref()
+                .filter(|_| network == NetworkMode::Egress);
             for e in HOST_ETC {
                 let p = Path::new("/etc").join(e);
-                if p.exists() {
+                if let (true, Some(net)) = (*e == "resolv.conf", own_resolv) {
+                    mounts.push(bind(&net.resolv_conf, &p, false));
+                } else if p.exists() {
                     mounts.push(bind(&p, &p, false));
                 }
             }
@@ -321,7 +341,15 @@ pub fn to_oci_spec(profile: &Profile, opts: &SandboxOptions) -> Spec {
             linux["gidMappings"] =
                 json!([{"containerID": opts.gid, "hostID": opts.host_gid, "size": 1}]);
         }
-        linux["namespaces"] = ns.iter().map(|t| json!({"type": t})).collect();
+        linux["namespaces"] = ns
+            .iter()
+            .map(|t| match (&opts.egress_net, *t, network) {
+                (Some(net), "network", NetworkMode::Egress) => {
+                    json!({"type": t, "path": net.netns})
+                }
+                _ => json!({"type": t}),
+            })
+            .collect();
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     } else {

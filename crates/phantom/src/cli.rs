@@ -61,6 +61,8 @@ pub enum Command {
     Monitor(Monitor),
     /// Remove a sandbox: its container, bundle and (unless kept) workspace
     Destroy(Destroy),
+    /// Show or replace the egress allowlists of a running sandbox
+    Network(NetworkCmd),
     /// Built-in and user profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
@@ -116,9 +118,17 @@ pub struct SandboxArgs {
     /// direct, sandbox or hardened (default: the profile's)
     #[arg(long)]
     pub mode: Option<String>,
-    /// none, loopback or host (default: the profile's)
+    /// none, loopback, egress or host (default: the profile's)
     #[arg(long)]
     pub network: Option<String>,
+    /// With --network egress: a name, '*.suffix' or name:port the sandbox
+    /// may reach (repeatable; within the profile's allowlist if it has one)
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// With --network egress: an address range the sandbox may reach on
+    /// any TCP port (repeatable), e.g. 203.0.113.0/24
+    #[arg(long)]
+    pub allow_cidr: Vec<String>,
     /// Memory limit, e.g. 512MiB
     #[arg(long)]
     pub memory: Option<String>,
@@ -287,6 +297,26 @@ pub struct Monitor {
     /// Stop after N samples (default: until the sandbox stops)
     #[arg(long)]
     pub count: Option<u64>,
+}
+
+/// `phantom network ID [--allow R]... [--allow-cidr C]...`: with no
+/// list, print the lists; with lists, they replace the sandbox's (live,
+/// within its profile's).
+#[derive(Args, Debug)]
+pub struct NetworkCmd {
+    pub container_id: String,
+    /// A name, '*.suffix' or name:port (repeatable; replaces the list)
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// An address range (repeatable; replaces the list)
+    #[arg(long)]
+    pub allow_cidr: Vec<String>,
+    /// Close everything: empty lists
+    #[arg(long, conflicts_with_all = ["allow", "allow_cidr"])]
+    pub clear: bool,
+    /// Extra directory of profile YAML files (to find the sandbox's profile)
+    #[arg(long)]
+    pub profile_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -146,6 +146,7 @@ impl Verb {
         // error (clap's 2), whichever verb made it: told by the type.
         let loosens = e.chain().any(|c| {
             c.downcast_ref::<phantom_policy::NarrowingError>().is_some()
+                || c.is::<phantom_policy::EgressNarrowingError>()
                 || c.is::<sandbox_cmd::WorkspaceSizeError>()
                 || c.is::<phantom_zygote::client::Refused>()
         });
@@ -349,9 +350,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             sandbox_cmd::zygote_serve(&store, a)
         }
         Command::Destroy(a) => {
-            phantom_runtime::sandbox::destroy(&store, &a.container_id, a.keep_workspace)?;
+            let res = phantom_runtime::sandbox::destroy(&store, &a.container_id, a.keep_workspace);
+            // Its egress network goes whatever became of the container.
+            phantom_egress::host::remove_sandbox(&a.container_id)?;
+            res?;
             Ok(0)
         }
+        Command::Network(a) => sandbox_cmd::network(&store, a),
         Command::Profile(ProfileCmd::List {
             benchmark,
             profile_path,

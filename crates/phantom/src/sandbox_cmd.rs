@@ -42,6 +42,9 @@ pub struct Prepared {
     pub own_workspace: bool,
     /// The sandbox directory, held until the container exists.
     _reserved: sandbox::SandboxDir,
+    /// Network egress: the host side (veth, nft, proxy), removed on drop,
+    /// after the container.
+    egress: Option<phantom_egress::host::Egress>,
 }
 
 /// Resolve the profile, apply the flags, make the workspace and bundle.
@@ -51,6 +54,8 @@ pub fn prepare(
     id: Option<String>,
     command: Vec<String>,
     terminal: bool,
+    // Ok(persistent) where egress may be set up; else why not.
+    egress_ok: Result<bool, &'static str>,
 ) -> Result<Prepared> {
     let name = args.profile.as_deref().expect("caller checked --profile");
     let extra: Vec<PathBuf> = args.profile_path.iter().cloned().collect();
@@ -67,17 +72,22 @@ pub fn prepare(
         ),
         None => None,
     };
-    let network = match &args.network {
-        Some(n) => Some(
-            NetworkMode::from_name(n)
-                .ok_or_else(|| anyhow!("--network {n:?}: expected none, loopback or host"))?,
-        ),
-        None => None,
-    };
+    let network =
+        match &args.network {
+            Some(n) => Some(NetworkMode::from_name(n).ok_or_else(|| {
+                anyhow!("--network {n:?}: expected none, loopback, egress or host")
+            })?),
+            None => None,
+        };
     let limits = limits(args)?;
     // Checked against the profile as its file states it, before anything
     // of the request touches it.
     narrowed(&profile, mode, network, &limits, &raised(args)?)?;
+    let egress_rules = egress_rules(&profile, network, args)?;
+    let persistent = match (&egress_rules, egress_ok) {
+        (Some(_), Err(why)) => bail!("--network egress: {why}"),
+        (_, ok) => ok.unwrap_or(false),
+    };
     if let Some(m) = mode {
         profile.mode = m;
     }
@@ -101,6 +111,18 @@ pub fn prepare(
     // here with "already exists" and touches nothing of the winner's.
     let reserved = sandbox::reserve_dir(&sandbox::base_dir(), &id, store)?;
     let dir = reserved.path.clone();
+    let egress = match &egress_rules {
+        Some(rules) => Some(phantom_egress::host::Egress::setup(
+            &id,
+            rules,
+            &crate::server::server_bin()?,
+            std::env::var_os("PHANTOM_EGRESS_LOG")
+                .map(PathBuf::from)
+                .as_deref(),
+            persistent,
+        )?),
+        None => None,
+    };
     // Checked here for a clear early error; the container's init opens it
     // again the same way in its own mount namespace and mounts that fd
     // (`RootfsPlan::nofollow_sources`), so it cannot be swapped in between.
@@ -123,6 +145,7 @@ pub fn prepare(
         opts.args = command;
         opts.env = args.env.clone();
         opts.network = network;
+        opts.egress_net = egress.as_ref().map(|e| e.net());
         opts.terminal = terminal;
         let spec = phantom_policy::to_oci_spec(&profile, &opts);
         let mut v = serde_json::to_value(&spec)?;
@@ -158,7 +181,35 @@ pub fn prepare(
         annotations,
         own_workspace,
         _reserved: reserved,
+        egress,
     })
+}
+
+/// The allowlists of an egress sandbox (none: not egress). `--allow` and
+/// `--allow-cidr` may only narrow an egress profile's lists.
+fn egress_rules(
+    profile: &phantom_policy::Profile,
+    network: Option<NetworkMode>,
+    args: &SandboxArgs,
+) -> Result<Option<phantom_policy::EgressRules>> {
+    let effective = if profile.mode == Mode::Direct {
+        NetworkMode::Host
+    } else {
+        network.unwrap_or(profile.network)
+    };
+    let asked = phantom_policy::EgressRules::parse(&args.allow, &args.allow_cidr)
+        .map_err(|e| anyhow!("--{e}"))?;
+    if effective != NetworkMode::Egress {
+        if !asked.is_empty() {
+            bail!("--allow and --allow-cidr need --network egress (the network is {effective})");
+        }
+        return Ok(None);
+    }
+    Ok(Some(phantom_policy::egress_rules(
+        profile,
+        Some(&asked),
+        "--",
+    )?))
 }
 
 /// Exit status for a program that could not be started, as a shell has it:
@@ -195,10 +246,9 @@ fn narrowed(
 /// let exceed the profile.
 fn raised(args: &SandboxArgs) -> Result<phantom_policy::Raised> {
     let network = match &args.raise_network {
-        Some(n) => Some(
-            NetworkMode::from_name(n)
-                .ok_or_else(|| anyhow!("--raise-network {n:?}: expected none, loopback or host"))?,
-        ),
+        Some(n) => Some(NetworkMode::from_name(n).ok_or_else(|| {
+            anyhow!("--raise-network {n:?}: expected none, loopback, egress or host")
+        })?),
         None => None,
     };
     Ok(phantom_policy::Raised {
@@ -316,7 +366,12 @@ pub fn run(store: &StateStore, a: &crate::cli::Run) -> Result<i32> {
         }
     }
     phantom_runtime::exe_guard::ensure_sealed()?;
-    let p = prepare(store, &a.sandbox, id, command, stdin_is_tty())?;
+    let egress_ok = if a.detach || a.keep {
+        Err("not yet with --detach or --keep (the proxy lives as long as this command)")
+    } else {
+        Ok(false)
+    };
+    let p = prepare(store, &a.sandbox, id, command, stdin_is_tty(), egress_ok)?;
     if let Some(dir) = &a.sandbox.copy_in {
         let ws = p
             .annotations
@@ -399,6 +454,7 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         Some(id.clone()),
         vec!["sleep".into(), "infinity".into()],
         false,
+        Ok(true),
     )?;
     // The sandbox outlives this command: its init must not hold our
     // stdio (a caller waiting for our output would wait forever).
@@ -419,7 +475,11 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         },
     )
     .map_err(|e| (e, false))
-    .and_then(|_| container::start(store, &id).map_err(|e| (e, true)));
+    .and_then(|st| {
+        container::start(store, &id)
+            .map(|_| st)
+            .map_err(|e| (e, true))
+    });
     restore_stdio(saved);
     if let Err((e, ours)) = created {
         // A failed create cleaned up after itself; and when the id was
@@ -431,8 +491,58 @@ pub fn create(store: &StateStore, a: &crate::cli::Create) -> Result<i32> {
         let _ = sandbox::remove_dirs(&p.annotations, p.own_workspace);
         return Err(e.into());
     }
+    let mut p = p;
+    if let (Some(egress), Ok(st)) = (p.egress.take(), &created) {
+        // The network lives as long as the sandbox (destroy removes it).
+        egress.hand_over(st.pid.unwrap_or(0))?;
+    }
     drop(p);
     println!("{id}");
+    Ok(0)
+}
+
+/// `phantom network ID [--allow R]... [--allow-cidr C]... | --clear`.
+pub fn network(store: &StateStore, a: &crate::cli::NetworkCmd) -> Result<i32> {
+    let st = container::state(store, &a.container_id)?;
+    let Some((allow, cidr)) = phantom_egress::host::current_rules(&a.container_id) else {
+        bail!(
+            "{:?} has no egress network (only sandboxes made with --network egress have one)",
+            a.container_id
+        );
+    };
+    if a.allow.is_empty() && a.allow_cidr.is_empty() && !a.clear {
+        println!(
+            "{}",
+            serde_json::json!({"allow": allow, "allow-cidr": cidr})
+        );
+        return Ok(0);
+    }
+    let asked = phantom_policy::EgressRules::parse(&a.allow, &a.allow_cidr)
+        .map_err(|e| anyhow!("--{e}"))?;
+    if a.clear {
+        // Empty lists narrow every profile.
+        phantom_egress::host::update(&a.container_id, &asked)?;
+        println!("{}", serde_json::json!({"allow": [], "allow-cidr": []}));
+        return Ok(0);
+    }
+    // Within the sandbox's profile, as at create.
+    let name = st
+        .annotations
+        .get(sandbox::PROFILE)
+        .ok_or_else(|| anyhow!("{:?} is not a sandbox of a profile", a.container_id))?;
+    let extra: Vec<PathBuf> = a.profile_path.iter().cloned().collect();
+    let catalog = Catalog::load(&Catalog::search_dirs(&extra));
+    let profile = &catalog
+        .get(name)
+        .map_err(|e| anyhow!("the sandbox's profile: {e} (give --profile-path)"))?
+        .profile;
+    phantom_policy::egress_rules(profile, Some(&asked), "--")?;
+    phantom_egress::host::update(&a.container_id, &asked)?;
+    let (allow, cidr) = asked.texts();
+    println!(
+        "{}",
+        serde_json::json!({"allow": allow, "allow-cidr": cidr})
+    );
     Ok(0)
 }
 
@@ -551,7 +661,14 @@ pub fn zygote_serve(store: &StateStore, a: &crate::cli::ZygoteServe) -> Result<i
         ..Default::default()
     };
     // The command comes with the request; the config needs one meanwhile.
-    let p = prepare(store, &args, Some(id.clone()), vec!["true".into()], false)?;
+    let p = prepare(
+        store,
+        &args,
+        Some(id.clone()),
+        vec!["true".into()],
+        false,
+        Err("not yet for warm zygotes"),
+    )?;
     let kind = if a.python {
         runner::Kind::Python {
             modules: a

@@ -15,6 +15,15 @@ use liboci_cli::GlobalOpts;
 /// Names the server binary to run instead of the one beside `phantom`.
 pub const SERVER_BIN_ENV: &str = "PHANTOM_SERVER_BIN";
 
+/// The `phantom-server` binary: `$PHANTOM_SERVER_BIN`, else the one beside
+/// this `phantom`.
+pub fn server_bin() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("locate the phantom binary")?;
+    Ok(std::env::var_os(SERVER_BIN_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| me.with_file_name("phantom-server")))
+}
+
 /// Replace this process with `phantom-server [global flags] VERB ARGS...`.
 /// Returns only on failure.
 pub fn exec(verb: &str, g: &GlobalOpts, root: &Path, args: &[OsString]) -> Result<i32> {

@@ -51,6 +51,12 @@ pub fn run(a: &Run, has_id: bool, has_command: bool, stdin_tty: bool) -> Route {
         (s.workspace_size.is_some(), "--workspace-size"),
         (s.mode.is_some(), "--mode"),
         (s.network.is_some(), "--network"),
+        // An egress sandbox needs its own network namespace, veth and
+        // proxy, made for it: no pooled zygote has them.
+        (
+            !s.allow.is_empty() || !s.allow_cidr.is_empty(),
+            "--allow or --allow-cidr (egress needs a network of its own)",
+        ),
         (s.profile_path.is_some(), "--profile-path"),
         // The daemon's raises are per API key; its socket serves none.
         (
@@ -145,6 +151,11 @@ mod tests {
             route(&v, false, false)
         };
         assert_eq!(with(&["--network", "loopback"]), Route::Cold("--network"));
+        assert_eq!(with(&["--network", "egress"]), Route::Cold("--network"));
+        assert_eq!(
+            with(&["--allow", "pypi.org"]),
+            Route::Cold("--allow or --allow-cidr (egress needs a network of its own)")
+        );
         assert_eq!(with(&["--no-daemon"]), Route::Cold("--no-daemon"));
         assert_eq!(with(&["--detach"]), Route::Cold("--detach"));
     }

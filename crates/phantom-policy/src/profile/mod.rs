@@ -89,6 +89,8 @@ pub struct Profile {
     pub capabilities: Vec<Capability>,
     pub resources: Resources,
     pub network: NetworkMode,
+    /// `network.allow` and `network.allow-cidr` (mode egress only).
+    pub egress: crate::egress::EgressRules,
     pub mounts: Vec<MountSpec>,
     /// Environment, in order; the caller's additions come after.
     pub env: Vec<(String, String)>,
@@ -208,7 +210,7 @@ pub struct Resources {
 }
 
 /// `network.mode`. Ordered by how much network it gives (none < loopback <
-/// host): a request may only go down from its profile's (`narrow`), so keep
+/// egress < host): a request may only go down from its profile's (`narrow`), so keep
 /// the variants in that order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum NetworkMode {
@@ -217,17 +219,22 @@ pub enum NetworkMode {
     None,
     /// A network namespace with `lo` up.
     Loopback,
+    /// A network namespace joined to the host by a veth; only what the
+    /// egress allowlists name passes, through phantom's proxy and resolver
+    /// (docs/egress.md).
+    Egress,
     /// The host's network (no network namespace).
     Host,
 }
 
 impl NetworkMode {
-    pub const ALL: [NetworkMode; 3] = [Self::None, Self::Loopback, Self::Host];
+    pub const ALL: [NetworkMode; 4] = [Self::None, Self::Loopback, Self::Egress, Self::Host];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Loopback => "loopback",
+            Self::Egress => "egress",
             Self::Host => "host",
         }
     }

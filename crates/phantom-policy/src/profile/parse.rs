@@ -377,10 +377,19 @@ impl Parser<'_> {
             Some(n) => self.resources(n)?,
             None => Resources::default(),
         };
-        let network = match f.get("network") {
+        let (network, egress) = match f.get("network") {
             Some(n) => self.network(n)?,
-            None => NetworkMode::None,
+            None => (NetworkMode::None, Default::default()),
         };
+        if network == NetworkMode::Egress && mode == Mode::Hardened {
+            let n = f.get("network").expect("network was given");
+            return Err(self.err(
+                n,
+                "network.mode",
+                "egress is not supported in hardened mode yet (its user namespace cannot join \
+                 the network namespace phantom prepares)",
+            ));
+        }
         if network == NetworkMode::Host && mode == Mode::Hardened {
             let n = f.get("network").expect("network was given");
             return Err(self.err(
@@ -430,6 +439,7 @@ impl Parser<'_> {
             capabilities,
             resources,
             network,
+            egress,
             mounts,
             env,
             rlimits,
@@ -925,23 +935,34 @@ impl Parser<'_> {
         Ok(r)
     }
 
-    fn network(&self, node: &Node) -> Result<NetworkMode> {
-        let f = self.fields(node, "network", &["mode"])?;
+    fn network(&self, node: &Node) -> Result<(NetworkMode, crate::egress::EgressRules)> {
+        let f = self.fields(node, "network", &["mode", "allow", "allow-cidr"])?;
         let n = self.required(&f, "mode")?;
-        let text = self.string(n, "network.mode")?;
-        if text == "egress" {
-            return Err(self.err(
-                n,
-                "network.mode",
-                "egress allowlists are not supported yet (use none, loopback or host)",
-            ));
-        }
-        self.one_of(
+        let mode = self.one_of(
             n,
             "network.mode",
             NetworkMode::from_name,
-            &["none", "loopback", "host"],
-        )
+            &["none", "loopback", "egress", "host"],
+        )?;
+        let mut rules = crate::egress::EgressRules::default();
+        for (key, cidr) in [("allow", false), ("allow-cidr", true)] {
+            let Some(list) = f.get(key) else { continue };
+            let field = format!("network.{key}");
+            if mode != NetworkMode::Egress {
+                return Err(self.err(list, &field, "only `mode: egress` takes allowlists"));
+            }
+            for (text, item) in self.strings(list, &field)? {
+                let parsed = if cidr {
+                    text.parse().map(|c| rules.allow_cidr.push(c))
+                } else {
+                    text.parse().map(|r| rules.allow.push(r))
+                };
+                if let Err(e) = parsed {
+                    return Err(self.err(item, &field, e.to_string()));
+                }
+            }
+        }
+        Ok((mode, rules))
     }
 
     fn mounts(&self, node: &Node) -> Result<Vec<MountSpec>> {

@@ -117,6 +117,10 @@ rlimits:
     assert_eq!(p.resources.tmp, Some(16 << 20));
     assert_eq!(p.resources.shm, Some(1_000_000));
     assert_eq!(p.network, NetworkMode::Loopback);
+    let e = ok("profile: t\nnetwork: { mode: egress, allow: [pypi.org, '*.pythonhosted.org', 'api.x.com:8443'], allow-cidr: [203.0.113.0/24] }\n");
+    assert_eq!(e.network, NetworkMode::Egress);
+    assert_eq!(e.egress.allow.len(), 3);
+    assert_eq!(e.egress.allow_cidr[0].to_string(), "203.0.113.0/24");
     assert_eq!(p.mounts.len(), 4);
     assert_eq!(
         p.mounts[0].kind,
@@ -405,13 +409,19 @@ fn impossible_values() {
         "profile: t\nnetwork: { mode: wifi }\n",
         2,
         18,
-        "\"wifi\" is not one of: none, loopback, host",
+        "\"wifi\" is not one of: none, loopback, egress, host",
     );
     assert_err(
-        "profile: t\nnetwork: { mode: egress }\n",
+        "profile: t\nnetwork: { mode: loopback, allow: [a.b] }\n",
         2,
-        18,
-        "not supported yet",
+        35,
+        "only `mode: egress` takes allowlists",
+    );
+    assert_err(
+        "profile: t\nnetwork: { mode: egress, allow-cidr: [10.0.0.1/8] }\n",
+        2,
+        39,
+        "host bits are set",
     );
     assert_err(
         "profile: t\nnetwork: {}\n",

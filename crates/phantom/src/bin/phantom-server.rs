@@ -40,6 +40,13 @@ enum ServerCmd {
     Mcp(phantom_mcp::cli::McpArgs),
     /// Keep warm zygote pools for `phantom run --profile`
     Daemon(phantom_daemon::DaemonArgs),
+    /// The egress proxy and resolver of one sandbox (started by phantom)
+    #[command(hide = true)]
+    Egress {
+        /// The proxy's configuration (written by phantom)
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() {
@@ -78,5 +85,6 @@ fn run(cli: ServerCli) -> anyhow::Result<i32> {
             phantom_daemon::run(&root, &a)
         }
         ServerCmd::Mcp(a) => phantom_mcp::main(&a),
+        ServerCmd::Egress { config } => phantom_egress::proxy::main(&config),
     }
 }

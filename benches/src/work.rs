@@ -80,12 +80,25 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Result<()> {
 /// an install under a read-only /usr would be. Returns the copy's path.
 pub fn read_only_copy(binary: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let size = std::fs::metadata(binary)?.len();
+    // phantom-server goes along: `phantom daemon` and the egress proxy
+    // run the one beside the phantom that calls them.
+    let server = binary.with_file_name("phantom-server");
+    let server = server.is_file().then_some(server);
+    let size = std::fs::metadata(binary)?.len()
+        + server
+            .as_ref()
+            .and_then(|s| std::fs::metadata(s).ok())
+            .map_or(0, |m| m.len());
     mount_tmpfs(dir, &format!("{}k", size / 1024 * 2 + 1024))?;
     let name = binary.file_name().context("binary has no file name")?;
     let copy = dir.join(name);
     std::fs::copy(binary, &copy)
         .with_context(|| format!("copy {} to {}", binary.display(), copy.display()))?;
+    if let Some(s) = &server {
+        let to = dir.join("phantom-server");
+        std::fs::copy(s, &to)
+            .with_context(|| format!("copy {} to {}", s.display(), to.display()))?;
+    }
     exec::quiet(&argv(&[
         "mount",
         "-o",

@@ -72,8 +72,13 @@ disabled_plugins = [{cri_off}
 pub(crate) fn spawn_daemon(dir: &Path) -> Result<Child, String> {
     let log =
         fs::File::create(dir.join("containerd.log")).map_err(|e| format!("containerd.log: {e}"))?;
+    // containerd 1.6 leaves the work directories of `ctr c checkpoint`
+    // (`ctrd-checkpoint*`) in its temp dir: that is the suite's own.
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
     Command::new("containerd")
         .current_dir(dir)
+        .env("TMPDIR", &tmp)
         .arg("--config")
         .arg(dir.join("config.toml"))
         .stdin(Stdio::null())
@@ -166,7 +171,8 @@ impl Containerd {
     /// `ctr` on the private socket and namespace.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.current_dir(self.dir.path());
+        cmd.current_dir(self.dir.path())
+            .env("TMPDIR", self.dir.path().join("tmp"));
         // overlayfs unless $SNAPSHOTTER (e.g. native) says otherwise.
         if let Ok(snapshotter) = std::env::var("SNAPSHOTTER") {
             cmd.env("CONTAINERD_SNAPSHOTTER", snapshotter);

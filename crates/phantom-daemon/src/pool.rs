@@ -60,6 +60,22 @@ struct Pool {
     refill_at: Option<Instant>,
 }
 
+impl Pool {
+    /// A request this pool served (warm), or one for it that went cold:
+    /// its own count (`daemon --status`) and the metric.
+    fn count(&mut self, metrics: &Metrics, served: bool) {
+        let (n, family) = if served {
+            (&mut self.served, &metrics.pool_served)
+        } else {
+            (&mut self.missed, &metrics.pool_missed)
+        };
+        *n += 1;
+        family
+            .get_or_create(&Metrics::pool(&self.cfg.profile, self.cfg.kind.name()))
+            .inc();
+    }
+}
+
 /// How long a refill waits after a hand-out while the pool still has a
 /// zygote ready (an empty pool refills at once).
 const REFILL_DELAY: Duration = Duration::from_millis(30);
@@ -206,11 +222,7 @@ impl Pools {
             .iter_mut()
             .find(|p| p.cfg.profile == profile && p.cfg.kind == PoolKind::Zygote)
         {
-            p.missed += 1;
-            self.metrics
-                .pool_missed
-                .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
-                .inc();
+            p.count(&self.metrics, false);
         }
     }
 
@@ -298,11 +310,7 @@ impl Pools {
                 if !p.ready.is_empty() {
                     p.next = (p.next + 1) % p.ready.len();
                     got = Some(p.ready[p.next].clone());
-                    p.served += 1;
-                    self.metrics
-                        .pool_served
-                        .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
-                        .inc();
+                    p.count(&self.metrics, true);
                 }
             }
         }
@@ -317,11 +325,7 @@ impl Pools {
                 }
                 if !p.ready.is_empty() {
                     got = Some(p.ready.remove(0));
-                    p.served += 1;
-                    self.metrics
-                        .pool_served
-                        .get_or_create(&Metrics::pool(&p.cfg.profile, p.cfg.kind.name()))
-                        .inc();
+                    p.count(&self.metrics, true);
                     if !p.ready.is_empty() {
                         p.refill_at = Some(Instant::now() + REFILL_DELAY);
                     }

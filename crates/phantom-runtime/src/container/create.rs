@@ -389,11 +389,7 @@ fn create_reserved(
             .collect(),
         rootfs: rootfs.to_path_buf(),
         created: rfc3339_now(),
-        owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+        owner: owner(),
         init_start_time: None,
         own_pid_ns: plan
             .namespaces
@@ -716,6 +712,15 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 fn linux_seccomp(spec: &Spec) -> Option<oci_spec::runtime::LinuxSeccomp> {
     spec.linux().as_ref().and_then(|l| l.seccomp().clone())
+}
+
+/// The state's `owner`: the caller's user name, or its uid without one.
+pub(crate) fn owner() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::geteuid().to_string())
 }
 
 #[cfg(test)]

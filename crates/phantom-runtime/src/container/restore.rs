@@ -306,11 +306,7 @@ pub fn restore(store: &StateStore, opts: &RestoreOptions) -> Result<(ContainerSt
                 .collect(),
             rootfs: rootfs.clone(),
             created: rfc3339_now(),
-            owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+            owner: super::create::owner(),
             init_start_time: crate::proc_info::start_time(pid),
             own_pid_ns: linux
                 .namespaces()
